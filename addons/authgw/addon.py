@@ -1,0 +1,367 @@
+"""AuthGateway: the mitmproxy hooks.
+
+``request``: route match -> audience -> cache key -> ``TokenCache.get`` -> header
+rewrite. ``response``/``error``: flow log record (and, on 401/403, drop the token).
+Every decision lives in the modules named by DESIGN.md; this file wires them.
+
+Fail closed: mitmproxy forwards a flow whose hook raised, so ``request`` catches
+everything and answers 502 instead. The hook runs in ``request`` rather than
+``requestheaders`` so that it sees the final target after mitmproxy's own addons
+(``map_remote`` and friends) ran; streamed request bodies are turned off for flows
+a route may apply to, because a streamed request is sent before ``request`` fires.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+
+from authgw import config as configmod
+from authgw import routing, sources
+from authgw.cache import CacheKey, TokenCache
+from authgw.config import Config, ConfigError, Route
+from authgw.flowlog import FlowLog, FlowRecord, make_line
+from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable
+
+logger = logging.getLogger(__name__)
+
+# mitmproxy's option type checker wants typing.Optional, which mypy does not call a type.
+_OPTIONAL_STR: Any = Optional[str]  # noqa: UP045
+OPTIONS = ("authgw_config", "authgw_flowlog", "authgw_metrics")
+
+
+@dataclass
+class _Runtime:
+    """Everything built from one config file; swapped whole on reload."""
+
+    config: Config
+    sources: dict[str, sources.TokenSource]
+    cache: TokenCache
+    flowlog: FlowLog | None = None
+    last_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _FlowState:
+    record: FlowRecord
+    key: CacheKey | None = None
+    token: Token | None = None
+
+
+class _Answered(Exception):
+    """The gateway answered the request itself (400/403); carries the response."""
+
+    def __init__(self, status: int, body: str, action: str) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        self.action = action
+
+
+class AuthGateway:
+    def __init__(self, *, clock: Any = time.time) -> None:
+        self._clock = clock
+        self._rt: _Runtime | None = None
+        self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._warned_optional: set[str] = set()
+        self._hinted = False
+
+    # -- options and config ----------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "authgw_config",
+            _OPTIONAL_STR,
+            None,
+            "Path of the authgw YAML config (version 1). Unset: authgw is inert.",
+        )
+        loader.add_option(
+            "authgw_flowlog",
+            _OPTIONAL_STR,
+            None,
+            "Path of a JSON Lines flow log; overrides `flowlog` in the config file.",
+        )
+        loader.add_option(
+            "authgw_metrics",
+            _OPTIONAL_STR,
+            None,
+            "host:port for /metrics and /status; overrides `metrics` in the config file.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & set(OPTIONS):
+            return
+        path = ctx.options.authgw_config
+        if not path:
+            self._close_runtime()
+            if not self._hinted:
+                self._hinted = True
+                logger.info("authgw: no config; set authgw_config=gateway.yaml to inject tokens")
+            return
+        try:
+            self._rt = self._build(configmod.load(path), self._rt)
+        except ConfigError as e:
+            raise exceptions.OptionsError(f"authgw_config: {e}") from e  # type: ignore[no-untyped-call]
+
+    def _build(self, cfg: Config, old: _Runtime | None) -> _Runtime:
+        for warning in cfg.warnings:
+            logger.warning("authgw: %s", warning)
+        built, notes = sources.build_all(cfg, clock=self._clock)
+        for note in notes:
+            logger.warning("authgw: %s", note)
+        cache = TokenCache(cfg.cache, clock=self._clock)
+        if old is not None and old.config.cache == cfg.cache:
+            cache = old.cache
+            old_routes = {r.name: r for r in old.config.routes}
+            for route in cfg.routes:
+                if old_routes.get(route.name) != route:
+                    cache.drop_route(route.name)
+            for name in set(old_routes) - {r.name for r in cfg.routes}:
+                cache.drop_route(name)
+        flowlog = self._open_flowlog(cfg, old)
+        if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
+            old.flowlog.close()
+        logger.info("authgw: %d route(s) from %s", len(cfg.routes), ctx.options.authgw_config)
+        return _Runtime(config=cfg, sources=built, cache=cache, flowlog=flowlog)
+
+    def _open_flowlog(self, cfg: Config, old: _Runtime | None) -> FlowLog | None:
+        option = ctx.options.authgw_flowlog
+        path = Path(option).expanduser() if option else cfg.flowlog
+        if path is None:
+            return None
+        if old is not None and old.flowlog is not None and old.flowlog.path == path:
+            return old.flowlog
+        try:
+            return FlowLog(path)
+        except OSError as e:
+            where = "authgw_flowlog" if option else "flowlog"
+            raise ConfigError(where, f"cannot open {path} for writing: {e.strerror}") from e
+
+    def _close_runtime(self) -> None:
+        if self._rt is not None and self._rt.flowlog is not None:
+            self._rt.flowlog.close()
+        self._rt = None
+
+    def done(self) -> None:
+        self._close_runtime()
+
+    # -- hooks -----------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        rt = self._rt
+        if rt is None or not flow.request.stream:
+            return
+        header = rt.config.upstream_header
+        if (header and header in flow.request.headers) or routing.match(
+            rt.config.routes, flow.request.host, flow.request.port
+        ):
+            # A streamed request is sent upstream before the request hook runs.
+            flow.request.stream = False
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        rt = self._rt
+        if rt is None or flow.response is not None:
+            return
+        state = _FlowState(FlowRecord())
+        self._flows[flow] = state
+        try:
+            await self._inject(rt, flow, state)
+        except _Answered as e:
+            state.record.action = e.action
+            _answer(flow, e.status, e.body)
+        except TokenUnavailable as e:
+            self._token_unavailable(rt, flow, state.record, e)
+        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            logger.error(
+                "authgw: internal error on %s (%s); answered 502",
+                state.record.route or "request",
+                type(e).__name__,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            self._token_unavailable(
+                rt, flow, state.record, TokenUnavailable("internal", type(e).__name__)
+            )
+        state.record.sent_at = time.time()
+
+    async def _inject(self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState) -> None:
+        req, cfg, record = flow.request, rt.config, state.record
+        if cfg.upstream_header and cfg.upstream_header in req.headers:
+            _retarget(req, cfg, record)
+        route = routing.match(cfg.routes, req.host, req.port)
+        if route is None:
+            if cfg.unmatched == "reject":
+                raise _Answered(403, "no route for host", "rejected")
+            return
+        record.route = route.name
+        if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
+            raise InsecureUpstream(
+                f"route {route.name}: refusing to send a token over plain http to "
+                f"{req.host} (set allow_http: true to allow)"
+            )
+        audience = routing.audience_for(route.token, req.scheme, req.host)
+        source = rt.sources[route.name]
+        record.token_source = source.kind
+        record.audience = audience
+        started = time.perf_counter()
+        try:
+            key = CacheKey(route.name, audience, source.cache_params())
+            token = await rt.cache.get(key, partial(source.fetch, audience))
+        except MissingSecret as e:
+            if not getattr(route.token, "optional", False):
+                raise
+            if route.name not in self._warned_optional:
+                self._warned_optional.add(route.name)
+                logger.warning(
+                    "authgw: route %s: %s; optional, forwarding without a token", route.name, e
+                )
+            return
+        finally:
+            record.token_ms = (time.perf_counter() - started) * 1000
+        state.key, state.token = key, token
+        record.kid = token.kid
+        record.token_expires_in = token.seconds_left(self._clock())
+        _rewrite_headers(req.headers, route, token, record)
+        record.action = "injected"
+        rt.last_errors.pop(route.name, None)
+
+    def _token_unavailable(
+        self, rt: _Runtime, flow: http.HTTPFlow, record: FlowRecord, error: TokenUnavailable
+    ) -> None:
+        record.action = "token_unavailable"
+        record.error_class = error.error_class
+        route = record.route or "-"
+        rt.last_errors[route] = {
+            "error_class": error.error_class,
+            "message": str(error),
+            "at": self._clock(),
+        }
+        logger.debug(
+            "authgw: route %s: token unavailable (%s): %s", route, error.error_class, error
+        )
+        _answer(
+            flow,
+            502,
+            f"token unavailable (route {route}: {error.error_class})",
+            {"X-Authgw-Error": error.error_class},
+        )
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = self._flows.get(flow)
+        rt = self._rt
+        if state is None or rt is None:
+            return
+        status = flow.response.status_code if flow.response else None
+        if status in (401, 403) and state.record.action == "injected":
+            self._upstream_rejected(rt, flow, state, status)
+        self._write(rt, flow, state, status)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        state = self._flows.get(flow)
+        if state is not None and self._rt is not None:
+            self._write(self._rt, flow, state, None)
+
+    def _upstream_rejected(
+        self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState, status: int
+    ) -> None:
+        token = state.token
+        if state.key is not None:
+            rt.cache.drop(state.key)
+        left = token.seconds_left(self._clock()) if token else None
+        challenge = flow.response.headers.get("WWW-Authenticate", "") if flow.response else ""
+        logger.warning(
+            "authgw: route %s: upstream answered %d to an injected token (kid %s, claims %s, "
+            "%s s left%s); dropped it from the cache",
+            state.record.route,
+            status,
+            token.kid if token else None,
+            ",".join(token.claim_names) if token else "",
+            "no expiry" if left is None else int(left),
+            f", WWW-Authenticate: {challenge[:200]}" if challenge else "",
+        )
+
+    def _write(
+        self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState, status: int | None
+    ) -> None:
+        if rt.flowlog is None:
+            return
+        record, req = state.record, flow.request
+        upstream_ms = None
+        if (
+            flow.response is not None
+            and record.sent_at is not None
+            and record.action in ("injected", "passthrough")
+        ):
+            end = flow.response.timestamp_end or flow.response.timestamp_start
+            upstream_ms = max(0.0, (end - record.sent_at) * 1000) if end else None
+        client = flow.client_conn.peername
+        rt.flowlog.write(
+            make_line(
+                record,
+                ts=req.timestamp_start,
+                client=f"{client[0]}:{client[1]}" if client else "",
+                method=req.method,
+                scheme=req.scheme,
+                host=req.host,
+                port=req.port,
+                path=req.path,
+                status=status,
+                upstream_ms=upstream_ms,
+            )
+        )
+
+
+def _answer(
+    flow: http.HTTPFlow, status: int, body: str, headers: dict[str, str] | None = None
+) -> None:
+    flow.response = http.Response.make(
+        status,
+        (body + "\n").encode(),
+        {"Content-Type": "text/plain; charset=utf-8", **(headers or {})},
+    )
+
+
+def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
+    """Point the request at the host its upstream header names, if a route covers it."""
+    name = cfg.upstream_header
+    assert name is not None
+    values = req.headers.get_all(name)
+    del req.headers[name]
+    record.headers_removed.append(name)
+    if len(values) != 1:
+        raise _Answered(400, f"bad {name}: sent {len(values)} times", "rejected")
+    try:
+        host, port = routing.parse_upstream(values[0])
+    except ValueError as e:
+        raise _Answered(400, f"bad {name}: {e}", "rejected") from e
+    port = port or (443 if cfg.upstream_scheme == "https" else 80)
+    if routing.match(cfg.routes, host, port) is None:
+        raise _Answered(403, "no route for host", "rejected")
+    req.scheme = cfg.upstream_scheme
+    req.host = host
+    req.port = port
+
+
+def _rewrite_headers(headers: http.Headers, route: Route, token: Token, record: FlowRecord) -> None:
+    inbound: Sequence[str] = headers.get_all(route.header)
+    if route.keep_inbound_as is not None:
+        # The client's own copy of that header is dropped: only the moved value may be there.
+        if route.keep_inbound_as in headers:
+            del headers[route.keep_inbound_as]
+        if inbound:
+            headers.set_all(route.keep_inbound_as, list(inbound))
+            record.headers_set.append(route.keep_inbound_as)
+    elif inbound:
+        record.headers_removed.append(route.header)
+    headers[route.header] = route.prefix + token.value
+    record.headers_set.append(route.header)

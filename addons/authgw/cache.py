@@ -1,0 +1,284 @@
+"""TokenCache: bounded, expiry-aware, single-flight, refresh-ahead, with error backoff.
+
+The rules a caller may rely on, all per cache key:
+
+- at most ``max_entries`` tokens are held; the least recently used goes first;
+- a token with fewer than ``min_ttl`` seconds left is never handed out;
+- concurrent misses make one fetch; every waiter gets its token or its error, and a
+  waiter that is cancelled (a client that went away) does not cancel the fetch;
+- a token with fewer than ``refresh_ahead`` seconds left is still handed out while
+  one background fetch replaces it; if that fetch fails, the old token is kept
+  (until ``min_ttl``) and a warning logged;
+- a failed fetch is remembered for a growing interval (``error_backoff / 8``,
+  doubling, capped at ``error_backoff``); in that window a miss fails at once with
+  the remembered error instead of asking the source again.
+
+Like botocore's RefreshableCredentials, the advisory margin (``refresh_ahead``)
+refreshes in the background and the mandatory one (``min_ttl``) blocks. All times
+are on one injected wall clock, because JWT ``exp`` and STS ``Expiration`` are wall
+times. The cache is used from the event loop thread only (cachetools is not
+thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cachetools import LRUCache, TLRUCache
+
+from authgw.config import CacheSettings
+from authgw.tokens import Token, TokenUnavailable
+
+logger = logging.getLogger(__name__)
+
+Fetcher = Callable[[], Awaitable[Token]]
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """The route plus everything that changes the token.
+
+    ``params`` holds source settings and secret fingerprints, never a secret.
+    """
+
+    route: str
+    audience: tuple[str, ...] = ()
+    params: Hashable = None
+
+
+class CacheObserver(Protocol):
+    """Receives what metrics need to know; every method must be cheap and not raise."""
+
+    def hit(self, key: CacheKey) -> None: ...
+    def miss(self, key: CacheKey) -> None: ...
+    def evicted(self, key: CacheKey) -> None: ...
+    def fetched(self, key: CacheKey, error: TokenUnavailable | None, seconds: float) -> None: ...
+
+
+class _NoObserver:
+    def hit(self, key: CacheKey) -> None:
+        pass
+
+    def miss(self, key: CacheKey) -> None:
+        pass
+
+    def evicted(self, key: CacheKey) -> None:
+        pass
+
+    def fetched(self, key: CacheKey, error: TokenUnavailable | None, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: TokenUnavailable
+    count: int
+    until: float
+
+
+class _Store(TLRUCache[CacheKey, Token]):
+    """TLRUCache that reports LRU evictions (not expiries) to a callback."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        ttu: Callable[[CacheKey, Token, float], float],
+        timer: Callable[[], float],
+        on_evict: Callable[[CacheKey], None],
+    ) -> None:
+        super().__init__(maxsize, ttu, timer)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[CacheKey, Token]:
+        key, value = super().popitem()
+        self._on_evict(key)
+        return key, value
+
+
+class TokenCache:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        observer: CacheObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._observer: CacheObserver = observer or _NoObserver()
+        self._tokens = _Store(settings.max_entries, self._ttu, clock, self._observer.evicted)
+        self._inflight: dict[CacheKey, asyncio.Task[Token]] = {}
+        self._failures: LRUCache[CacheKey, _Failure] = LRUCache(settings.max_entries)
+        self._background: set[asyncio.Task[Token]] = set()
+
+    def _ttu(self, key: CacheKey, token: Token, now: float) -> float:
+        if token.expires_at is None:
+            return float("inf")
+        return token.expires_at - self.settings.min_ttl
+
+    async def get(self, key: CacheKey, fetch: Fetcher) -> Token:
+        """A usable token for ``key``, fetching with ``fetch`` if need be.
+
+        Raises ``TokenUnavailable`` when the fetch fails or a failure is remembered.
+        """
+        token = self._tokens.get(key)
+        if token is not None:
+            self._observer.hit(key)
+            if (
+                token.expires_at is not None
+                and token.expires_at - self._clock() < self.settings.refresh_ahead
+            ):
+                self._refresh_in_background(key, fetch)
+            return token
+        self._observer.miss(key)
+        task = self._inflight.get(key)
+        if task is None:
+            failure = self._failures.get(key)
+            if failure is not None and self._clock() < failure.until:
+                raise failure.error
+            task = self._start_fetch(key, fetch)
+        # shield: a waiter's cancellation must not cancel the fetch the others wait on.
+        return await asyncio.shield(task)
+
+    def _refresh_in_background(self, key: CacheKey, fetch: Fetcher) -> None:
+        if key in self._inflight:
+            return
+        failure = self._failures.get(key)
+        if failure is not None and self._clock() < failure.until:
+            return
+        task = self._start_fetch(key, fetch)
+        task.add_done_callback(lambda t: self._refresh_done(key, t))
+
+    def _refresh_done(self, key: CacheKey, task: asyncio.Task[Token]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        current = self._tokens.get(key)
+        left = current.seconds_left(self._clock()) if current is not None else None
+        logger.warning(
+            "route %s: background refresh failed (%s); keeping the current token (%s s left)",
+            key.route,
+            getattr(error, "error_class", "internal"),
+            "?" if left is None else int(left),
+        )
+
+    def _start_fetch(self, key: CacheKey, fetch: Fetcher) -> asyncio.Task[Token]:
+        task = asyncio.get_running_loop().create_task(self._fetch(key, fetch))
+        self._inflight[key] = task
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Token]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a fetch nobody waits for must not warn
+
+    async def _fetch(self, key: CacheKey, fetch: Fetcher) -> Token:
+        started = self._clock()
+        try:
+            try:
+                token = await fetch()
+            except TokenUnavailable:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                # A bug in a source must still fail closed and be remembered, not crash.
+                logger.error(
+                    "route %s: token source raised %s",
+                    key.route,
+                    type(e).__name__,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
+                raise TokenUnavailable(
+                    "internal", f"token source raised {type(e).__name__}"
+                ) from None
+            left = token.seconds_left(self._clock())
+            if left is not None and left < self.settings.min_ttl:
+                raise TokenUnavailable(
+                    "expired",
+                    f"the source gave a token with {max(0, int(left))} s left, "
+                    f"below min_ttl ({self.settings.min_ttl:g} s)",
+                )
+        except TokenUnavailable as e:
+            retry_in = self._remember_failure(key, e)
+            logger.warning(
+                "route %s: token fetch failed (%s): %s; next try in %.2f s",
+                key.route,
+                e.error_class,
+                e,
+                retry_in,
+            )
+            self._observer.fetched(key, e, self._clock() - started)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self._failures.pop(key, None)
+        self._tokens[key] = token
+        self._observer.fetched(key, None, self._clock() - started)
+        return token
+
+    def _remember_failure(self, key: CacheKey, error: TokenUnavailable) -> float:
+        """Remember ``error`` for ``key``; the seconds until the source is asked again."""
+        backoff = self.settings.error_backoff
+        if backoff <= 0:
+            return 0.0
+        previous = self._failures.get(key)
+        count = previous.count + 1 if previous is not None else 1
+        interval = min(backoff, backoff / 8 * float(2 ** min(count - 1, 16)))
+        self._failures[key] = _Failure(error, count, self._clock() + interval)
+        return interval
+
+    # -- inspection and invalidation ------------------------------------------
+
+    def drop(self, key: CacheKey) -> bool:
+        """Forget the token for ``key`` (e.g. the upstream rejected it)."""
+        return self._tokens.pop(key, None) is not None
+
+    def drop_route(self, route: str) -> int:
+        keys = [k for k in list(self._tokens.keys()) if k.route == route]
+        for k in keys:
+            self._tokens.pop(k, None)
+        for k in [k for k in list(self._failures.keys()) if k.route == route]:
+            self._failures.pop(k, None)
+        return len(keys)
+
+    def clear(self) -> int:
+        n = len(self)
+        self._tokens.clear()
+        self._failures.clear()
+        return n
+
+    def __len__(self) -> int:
+        self._tokens.expire()
+        return len(self._tokens)
+
+    def items(self) -> Iterator[tuple[CacheKey, Token]]:
+        """A snapshot of (key, token) pairs that are still usable."""
+        self._tokens.expire()
+        return iter([(k, v) for k, v in self._tokens.items()])
+
+    def failures(self) -> dict[CacheKey, dict[str, Any]]:
+        now = self._clock()
+        return {
+            k: {
+                "error_class": f.error.error_class,
+                "message": str(f.error),
+                "retry_in": max(0.0, round(f.until - now, 3)),
+                "count": f.count,
+            }
+            for k, f in list(self._failures.items())
+        }
+
+    async def aclose(self) -> None:
+        """Cancel background fetches (at shutdown)."""
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,119 @@
+"""One JSON object per flow (JSON Lines), for debugging header rewriting.
+
+A record holds the fields of DESIGN.md and nothing else: header *names* that were
+set or removed, never their values; the path without its query string (queries
+carry tokens often enough that we do not log them); the token's kid and expiry,
+never the token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+FIELDS = (
+    "ts",
+    "client",
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "route",
+    "action",
+    "token_source",
+    "kid",
+    "audience",
+    "token_expires_in",
+    "headers_set",
+    "headers_removed",
+    "status",
+    "error_class",
+    "token_ms",
+    "upstream_ms",
+)
+
+
+@dataclass
+class FlowRecord:
+    """What the gateway decided for one flow; filled in by the hooks as it goes."""
+
+    route: str | None = None
+    action: str = "passthrough"
+    token_source: str | None = None
+    kid: str | None = None
+    audience: tuple[str, ...] = ()
+    token_expires_in: float | None = None
+    headers_set: list[str] = field(default_factory=list)
+    headers_removed: list[str] = field(default_factory=list)
+    error_class: str | None = None
+    token_ms: float | None = None
+    sent_at: float | None = None
+
+
+def make_line(
+    record: FlowRecord,
+    *,
+    ts: float,
+    client: str,
+    method: str,
+    scheme: str,
+    host: str,
+    port: int,
+    path: str,
+    status: int | None,
+    upstream_ms: float | None,
+) -> str:
+    obj: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds"),
+        "client": client,
+        "method": method,
+        "scheme": scheme,
+        "host": host,
+        "port": port,
+        "path": path.split("?", 1)[0],
+        "route": record.route,
+        "action": record.action,
+        "token_source": record.token_source,
+        "kid": record.kid,
+        "audience": list(record.audience) or None,
+        "token_expires_in": None
+        if record.token_expires_in is None
+        else round(record.token_expires_in, 1),
+        "headers_set": record.headers_set,
+        "headers_removed": record.headers_removed,
+        "status": status,
+        "error_class": record.error_class,
+        "token_ms": None if record.token_ms is None else round(record.token_ms, 3),
+        "upstream_ms": None if upstream_ms is None else round(upstream_ms, 3),
+    }
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+
+
+class FlowLog:
+    """An append-only JSON Lines file, line-buffered so ``tail -f`` shows each flow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # Opened at configure time, so an unwritable path stops mitmdump at start.
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def write(self, line: str) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(line + "\n")
+        except OSError as e:
+            logger.error("flow log %s: write failed (%s); flow log disabled", self.path, e.strerror)
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,104 @@
+"""``type: hmac``: a JWT signed here with a shared secret (HS256/384/512)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Hashable
+from typing import Any
+
+import jwt
+
+from authgw.config import HmacTokenConfig
+from authgw.sources import Clock, SecretReader
+from authgw.tokens import Token
+
+logger = logging.getLogger(__name__)
+
+_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+class HmacSource:
+    kind = "hmac"
+
+    def __init__(
+        self,
+        route: str,
+        config: HmacTokenConfig,
+        *,
+        clock: Clock = time.time,
+        reader: SecretReader | None = None,
+    ) -> None:
+        self.route = route
+        self.config = config
+        self._clock = clock
+        self.secret = reader or SecretReader(config.secret)
+        self._warned_short: str | None = None
+
+    def check(self) -> None:
+        secret = self.secret.read()
+        if len(secret) < _MIN_KEY_BYTES[self.config.algorithm]:
+            self._warn_short(len(secret), self.secret.fingerprint())
+
+    def cache_params(self) -> Hashable:
+        return (self.config.algorithm, self.secret.fingerprint())
+
+    async def fetch(self, audience: tuple[str, ...]) -> Token:
+        return self.sign(audience)
+
+    def sign(self, audience: tuple[str, ...]) -> Token:
+        """Sign a token now (synchronous: HMAC signing takes microseconds)."""
+        cfg = self.config
+        secret = self.secret.read()
+        fp = self.secret.fingerprint()
+        now = int(self._clock())
+        claims: dict[str, Any] = dict(cfg.claims)
+        expires_at: float | None = None
+        if cfg.lifetime is not None:
+            expires_at = now + cfg.lifetime
+            claims["iat"] = now
+            claims["exp"] = int(expires_at)
+        if audience:
+            claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
+        kid = {"fingerprint": fp, "none": None}.get(cfg.kid, cfg.kid)
+        headers = {"kid": kid} if kid is not None else None
+        if len(secret) < _MIN_KEY_BYTES[cfg.algorithm]:
+            self._warn_short(len(secret), fp)
+            # Said once per secret above; PyJWT would say it again on every signature.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+                value = jwt.encode(claims, secret, algorithm=cfg.algorithm, headers=headers)
+        else:
+            value = jwt.encode(claims, secret, algorithm=cfg.algorithm, headers=headers)
+        return Token(
+            value=value,
+            source=self.kind,
+            kid=kid,
+            expires_at=expires_at,
+            issued_at=float(now),
+            claim_names=tuple(sorted(claims)),
+        )
+
+    def _warn_short(self, length: int, fp: str) -> None:
+        if self._warned_short != fp:
+            self._warned_short = fp
+            logger.warning(
+                "route %s: secret %s (%s) is %d bytes, below the %d that RFC 7518 "
+                "recommends for %s",
+                self.route,
+                self.config.secret.describe(),
+                fp,
+                length,
+                _MIN_KEY_BYTES[self.config.algorithm],
+                self.config.algorithm,
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.kind,
+            "algorithm": self.config.algorithm,
+            "secret": self.config.secret.describe(),
+            "secret_fingerprint": self.secret.fingerprint_or_none(),
+            "optional": self.config.optional,
+        }

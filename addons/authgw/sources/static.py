@@ -1,0 +1,62 @@
+"""``type: static``: a token from an env var or a file (re-read when the file changes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import Any
+
+from authgw.config import StaticTokenConfig
+from authgw.sources import Clock, SecretReader
+from authgw.tokens import ExpiredToken, Token, TokenUnavailable, token_from_jwt
+
+
+class StaticSource:
+    kind = "static"
+
+    def __init__(
+        self,
+        route: str,
+        config: StaticTokenConfig,
+        *,
+        clock: Clock = time.time,
+        reader: SecretReader | None = None,
+    ) -> None:
+        self.route = route
+        self.config = config
+        self._clock = clock
+        self.value = reader or SecretReader(config.value)
+
+    def check(self) -> None:
+        self.value.read()
+
+    def cache_params(self) -> Hashable:
+        return self.value.fingerprint()
+
+    async def fetch(self, audience: tuple[str, ...]) -> Token:
+        raw = self.value.read()
+        try:
+            text = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            text = ""
+        if not text or any(ord(c) < 33 or ord(c) > 126 for c in text):
+            raise TokenUnavailable(
+                "invalid_token",
+                f"static token from {self.config.value.describe()} "
+                f"({self.value.fingerprint()}) is not a printable ASCII token",
+            )
+        token = token_from_jwt(text, self.kind)
+        now = self._clock()
+        if token.expires_at is not None and token.expires_at <= now:
+            raise ExpiredToken(
+                f"static token from {self.config.value.describe()} ({token.fingerprint}) "
+                f"expired {int(now - token.expires_at)} s ago"
+            )
+        return token
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.kind,
+            "secret": self.config.value.describe(),
+            "secret_fingerprint": self.value.fingerprint_or_none(),
+        }

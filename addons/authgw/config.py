@@ -184,12 +184,12 @@ class _Parser:
         value = m.get(key, default)
         if value is None or isinstance(value, str):
             return value
-        raise self.error(f"{path}.{key}", f"must be a string, not {_kind(value)}", m, key)
+        raise self.error(_join(path, key), f"must be a string, not {_kind(value)}", m, key)
 
     def string(self, m: Mapping[str, Any], key: str, path: str, default: str) -> str:
         value = self.optional_str(m, key, path, default)
         if value is None:
-            raise self.error(f"{path}.{key}", "must be a string, not null", m, key)
+            raise self.error(_join(path, key), "must be a string, not null", m, key)
         return value
 
     def choice(
@@ -198,14 +198,14 @@ class _Parser:
         value = m.get(key, default)
         if value not in options:
             raise self.error(
-                f"{path}.{key}", f"{_show(value)} is not one of {', '.join(options)}", m, key
+                _join(path, key), f"{_show(value)} is not one of {', '.join(options)}", m, key
             )
         return str(value)
 
     def boolean(self, m: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
         value = m.get(key, default)
         if not isinstance(value, bool):
-            raise self.error(f"{path}.{key}", f"must be true or false, not {_show(value)}", m, key)
+            raise self.error(_join(path, key), f"must be true or false, not {_show(value)}", m, key)
         return value
 
     def number(
@@ -228,10 +228,10 @@ class _Parser:
             or (integer and not isinstance(value, int))
         ):
             kind = "a whole number" if integer else "a number"
-            raise self.error(f"{path}.{key}", f"must be {kind}, not {_show(value)}", m, key)
+            raise self.error(_join(path, key), f"must be {kind}, not {_show(value)}", m, key)
         if value < low or (high is not None and value > high):
             bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            raise self.error(f"{path}.{key}", f"{value:g} is out of range ({bound})", m, key)
+            raise self.error(_join(path, key), f"{value:g} is out of range ({bound})", m, key)
         return value
 
     # -- the file ------------------------------------------------------------
@@ -567,7 +567,7 @@ class _Parser:
         return tuple(sorted(tags))
 
     def _secret(self, m: Mapping[str, Any], key: str, path: str) -> SecretRef:
-        where = f"{path}.{key}"
+        where = _join(path, key)
         if key not in m or m[key] is None:
             raise self.error(where, "is required: {env: NAME}, {file: PATH} or a string", m, key)
         raw = m[key]
@@ -588,6 +588,10 @@ class _Parser:
         if kind == "env":
             return SecretRef(kind="env", name=value)
         return SecretRef(kind="file", name=str(self.path(value)))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def _line(parent: Any, key: Any) -> int | None:

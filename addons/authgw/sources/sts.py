@@ -80,7 +80,7 @@ def _client_for(config: StsTokenConfig) -> Any:
                 config=botocore.config.Config(
                     connect_timeout=config.connect_timeout,
                     read_timeout=config.read_timeout,
-                    retries={"max_attempts": config.max_attempts, "mode": "standard"},
+                    retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
                 ),
             )
             _clients[key] = client

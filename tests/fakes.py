@@ -1,0 +1,55 @@
+"""Test doubles: a clock tests move by hand, and a token source they script."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from typing import Any
+
+from authgw.tokens import Token, TokenUnavailable
+
+
+class FakeClock:
+    """Wall-clock stand-in: ``time()`` returns what the test set."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSource:
+    """A token source that hands out numbered tokens, or the errors queued for it."""
+
+    kind = "fake"
+
+    def __init__(self, clock: FakeClock, lifetime: float | None = 300.0) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.calls = 0
+        self.errors: list[TokenUnavailable] = []
+        self.gate: asyncio.Event | None = None  # set: fetches wait until it is set
+
+    def check(self) -> None:
+        pass
+
+    def cache_params(self) -> Hashable:
+        return None
+
+    async def fetch(self, audience: tuple[str, ...]) -> Token:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.errors:
+            raise self.errors.pop(0)
+        expires = None if self.lifetime is None else self.clock() + self.lifetime
+        return Token(
+            value=f"token-{self.calls}", source=self.kind, kid=f"k{self.calls}", expires_at=expires
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.kind}

@@ -1,0 +1,487 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import textwrap
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow, tutils
+
+from authgw.addon import AuthGateway
+from authgw.tokens import Token, fingerprint
+from tests.fakes import FakeClock
+
+SECRET = "unit-test-secret-that-is-32-bytes!!"
+STATIC = "static-gateway-token-value-0123456789"
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DASH_SECRET", SECRET)
+    monkeypatch.setenv("GW_TOKEN", STATIC)
+    yield
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("version: 1\n" + textwrap.dedent(body))
+    return path
+
+
+BASIC = """\
+routes:
+  - name: dash
+    hosts: [dash.example.com, "127.0.0.1"]
+    token:
+      type: hmac
+      secret: {env: DASH_SECRET}
+      claims: {stackmon: dummy}
+  - name: gw
+    hosts: [gw.internal]
+    inbound: keep-as:X-Forwarded-Authorization
+    token: {type: static, value: {env: GW_TOKEN}}
+"""
+
+
+def flow(
+    host: str = "dash.example.com",
+    port: int = 443,
+    scheme: str = "https",
+    headers: dict[str, str] | None = None,
+) -> http.HTTPFlow:
+    f = tflow.tflow(
+        req=tutils.treq(
+            host=host,
+            port=port,
+            scheme=scheme.encode(),
+            path=b"/v1/component_status?token=abc",
+            method=b"POST",
+        )
+    )
+    for name, value in (headers or {}).items():
+        f.request.headers[name] = value
+    return f
+
+
+Body = Callable[[taddons.context, AuthGateway], Awaitable[None]]
+
+
+def with_gateway(config: Path, body: Body, *, clock: Any = None, **options: Any) -> None:
+    async def main() -> None:
+        addon = AuthGateway(clock=clock) if clock else AuthGateway()
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, authgw_config=str(config), **options)
+            await body(tctx, addon)
+            addon.done()
+
+    run(main())
+
+
+def test_inert_without_config() -> None:
+    async def main() -> None:
+        addon = AuthGateway()
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, authgw_config=None)
+            f = flow(headers={"Authorization": "client"})
+            await addon.request(f)
+            assert f.response is None and f.request.headers["Authorization"] == "client"
+
+    run(main())
+
+
+def test_invalid_config_is_an_options_error_naming_the_field(tmp_path: Path) -> None:
+    path = write_config(tmp_path, BASIC.replace("claims: {stackmon: dummy}", "algorithm: HS1"))
+
+    async def main() -> None:
+        addon = AuthGateway()
+        with taddons.context(addon) as tctx:
+            with pytest.raises(
+                exceptions.OptionsError, match=r"routes\[0\]\.token\.algorithm: HS1 is not one of"
+            ):
+                tctx.configure(addon, authgw_config=str(path))
+
+    run(main())
+
+
+def test_missing_secret_names_its_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DASH_SECRET", raising=False)
+    monkeypatch.setenv("GW_TOKEN", STATIC)
+    path = write_config(tmp_path, BASIC)
+
+    async def main() -> None:
+        addon = AuthGateway()
+        with taddons.context(addon) as tctx:
+            with pytest.raises(
+                exceptions.OptionsError,
+                match=r"routes\[0\]\.token\.secret: env var DASH_SECRET is not",
+            ):
+                tctx.configure(addon, authgw_config=str(path))
+
+    run(main())
+
+
+def test_hmac_token_injected_replacing_the_inbound_header(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow(headers={"Authorization": "Bearer client-own"})
+        await addon.request(f)
+        assert f.response is None
+        scheme, token = f.request.headers["Authorization"].split(" ")
+        assert scheme == "Bearer"
+        assert jwt.decode(token, SECRET, algorithms=["HS256"]) == {"stackmon": "dummy"}
+        assert jwt.get_unverified_header(token)["kid"] == fingerprint(SECRET)
+        assert f.request.headers.get_all("Authorization") == [f"Bearer {token}"]
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+def test_keep_as_moves_the_inbound_value(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow(
+            "gw.internal",
+            headers={"Authorization": "Bearer from-client", "X-Forwarded-Authorization": "spoofed"},
+        )
+        await addon.request(f)
+        assert f.request.headers["Authorization"] == f"Bearer {STATIC}"
+        assert f.request.headers.get_all("X-Forwarded-Authorization") == ["Bearer from-client"]
+        g = flow("gw.internal", headers={"X-Forwarded-Authorization": "spoofed"})
+        await addon.request(g)
+        assert "X-Forwarded-Authorization" not in g.request.headers
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+def test_unmatched_passthrough_and_reject(env: None, tmp_path: Path) -> None:
+    async def passthrough(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("other.example.com", headers={"Authorization": "mine"})
+        await addon.request(f)
+        assert f.response is None and f.request.headers["Authorization"] == "mine"
+
+    async def reject(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("other.example.com")
+        await addon.request(f)
+        assert f.response is not None and f.response.status_code == 403
+        assert f.response.content == b"no route for host\n"
+
+    with_gateway(write_config(tmp_path, BASIC), passthrough)
+    with_gateway(write_config(tmp_path, "unmatched: reject\n" + BASIC), reject)
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "target"),
+    [
+        ("dash.example.com", None, ("https", "dash.example.com", 443)),
+        ("DASH.example.com:8443", None, ("https", "dash.example.com", 8443)),
+        ("unknown.example.com", 403, None),
+        ("dash.example.com/admin", 400, None),
+        ("user@dash.example.com", 400, None),
+        ("dash.example.com:99999", 400, None),
+        ("dash example.com", 400, None),
+    ],
+)
+def test_upstream_header(
+    env: None, tmp_path: Path, value: str, status: int | None, target: tuple[str, str, int] | None
+) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("127.0.0.2", 8080, "http", headers={"X-Upstream-Host": value})
+        await addon.request(f)
+        assert "X-Upstream-Host" not in f.request.headers
+        if status is None:
+            assert f.response is None
+            assert (f.request.scheme, f.request.host, f.request.port) == target
+            assert f.request.headers["Authorization"].startswith("Bearer ey")
+        else:
+            assert f.response is not None and f.response.status_code == status
+            assert "Authorization" not in f.request.headers
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+def test_upstream_header_sent_twice_is_400(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("127.0.0.2", 8080, "http")
+        f.request.headers.set_all("X-Upstream-Host", ["dash.example.com", "gw.internal"])
+        await addon.request(f)
+        assert f.response is not None and f.response.status_code == 400
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+@pytest.mark.parametrize(
+    ("host", "allow_http", "status"),
+    [
+        ("dash.example.com", False, 502),
+        ("dash.example.com", True, None),
+        ("127.0.0.1", False, None),
+    ],
+)
+def test_plain_http_only_to_loopback_unless_allowed(
+    env: None, tmp_path: Path, host: str, allow_http: bool, status: int | None
+) -> None:
+    config = BASIC.replace(
+        "    token:\n      type: hmac",
+        f"    allow_http: {str(allow_http).lower()}\n    token:\n      type: hmac",
+    )
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow(host, 80, "http")
+        await addon.request(f)
+        if status is None:
+            assert f.response is None and "Authorization" in f.request.headers
+        else:
+            assert f.response is not None and f.response.status_code == status
+            assert f.response.headers["X-Authgw-Error"] == "insecure_upstream"
+            assert f.response.content.startswith(b"token unavailable")
+            assert "Authorization" not in f.request.headers
+
+    with_gateway(write_config(tmp_path, config), body)
+
+
+def _jwt_with_exp(exp: float) -> str:
+    return jwt.encode({"sub": "gw", "exp": int(exp)}, "k" * 32, algorithm="HS256")
+
+
+def test_expired_static_token_is_502_expired(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    token_file = tmp_path / "token"
+    token = _jwt_with_exp(clock() + 3600)
+    token_file.write_text(token + "\n")
+    config = write_config(
+        tmp_path,
+        """\
+        routes:
+          - name: gw
+            hosts: [gw.internal]
+            token: {type: static, value: {file: token}}
+    """,
+    )
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("gw.internal")
+        await addon.request(f)
+        assert f.request.headers["Authorization"] == f"Bearer {token}"
+        clock.advance(3600)
+        g = flow("gw.internal")
+        await addon.request(g)
+        assert g.response is not None and g.response.status_code == 502
+        assert g.response.headers["X-Authgw-Error"] == "expired"
+
+    with caplog.at_level(logging.DEBUG):
+        with_gateway(config, body, clock=clock)
+    assert f"file {token_file}" in caplog.text  # the log names the source
+    assert token not in caplog.text
+
+
+def test_static_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token-value")
+    config = write_config(
+        tmp_path,
+        """\
+        routes:
+          - name: gw
+            hosts: [gw.internal]
+            token: {type: static, value: {file: token}}
+    """,
+    )
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("gw.internal")
+        await addon.request(f)
+        assert f.request.headers["Authorization"] == "Bearer first-token-value"
+        token_file.write_text("second-token-value-longer")
+        os.utime(token_file, ns=(1, 1))
+        await asyncio.sleep(1.05)  # files are stat-ed at most once a second
+        g = flow("gw.internal")
+        await addon.request(g)
+        assert g.request.headers["Authorization"] == "Bearer second-token-value-longer"
+
+    with_gateway(config, body)
+
+
+def test_optional_secret_missing_forwards_without_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DASH_SECRET", raising=False)
+    config = write_config(
+        tmp_path,
+        """\
+        routes:
+          - name: dash
+            hosts: [dash.example.com]
+            token: {type: hmac, secret: {env: DASH_SECRET}, optional: true}
+    """,
+    )
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        for _ in range(3):
+            f = flow()
+            await addon.request(f)
+            assert f.response is None and "Authorization" not in f.request.headers
+
+    with caplog.at_level(logging.WARNING):
+        with_gateway(config, body)
+    assert caplog.text.count("optional, forwarding without a token") == 1
+
+
+class ExplodingSource:
+    kind = "hmac"
+
+    def check(self) -> None:
+        pass
+
+    def cache_params(self) -> Any:
+        raise RuntimeError(f"bug that mentions {SECRET}")
+
+    async def fetch(self, audience: tuple[str, ...]) -> Token:
+        raise AssertionError("not reached")
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def test_an_unexpected_error_fails_closed(
+    env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        assert addon._rt is not None
+        addon._rt.sources["dash"] = ExplodingSource()
+        f = flow()
+        await addon.request(f)
+        assert f.response is not None and f.response.status_code == 502
+        assert f.response.headers["X-Authgw-Error"] == "internal"
+        assert "Authorization" not in f.request.headers
+        # Another route is untouched by this route's failure.
+        g = flow("gw.internal")
+        await addon.request(g)
+        assert g.response is None and g.request.headers["Authorization"] == f"Bearer {STATIC}"
+
+    with caplog.at_level(logging.INFO):
+        with_gateway(write_config(tmp_path, BASIC), body)
+    assert "internal error on dash (RuntimeError)" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_upstream_401_drops_the_cached_token(
+    env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    config = BASIC.replace("claims: {stackmon: dummy}", "lifetime: 600")
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        assert addon._rt is not None
+        f = flow()
+        await addon.request(f)
+        assert len(addon._rt.cache) == 1
+        f.response = tutils.tresp(status_code=401)
+        f.response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        addon.response(f)
+        assert len(addon._rt.cache) == 0
+        clock.advance(1)
+        g = flow()
+        await addon.request(g)
+        assert g.request.headers["Authorization"] != f.request.headers["Authorization"]
+
+    with caplog.at_level(logging.WARNING):
+        with_gateway(write_config(tmp_path, config), body, clock=clock)
+    assert "upstream answered 401 to an injected token (kid sha256:" in caplog.text
+    assert "claims exp,iat" in caplog.text and "600 s left" in caplog.text
+    assert 'WWW-Authenticate: Bearer error="invalid_token"' in caplog.text
+
+
+def test_flow_log_records_each_flow_without_secrets(env: None, tmp_path: Path) -> None:
+    log = tmp_path / "flows.jsonl"
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow(headers={"Authorization": "Bearer client-secret-value"})
+        await addon.request(f)
+        f.response = tutils.tresp(status_code=200)
+        addon.response(f)
+        g = flow("gw.internal", 80, "http")
+        await addon.request(g)
+        addon.response(g)
+        h = flow("elsewhere.example")
+        await addon.request(h)
+        h.error = tflow.terr()
+        addon.error(h)
+
+    with_gateway(write_config(tmp_path, BASIC), body, authgw_flowlog=str(log))
+    text = log.read_text()
+    for secret in (SECRET, STATIC, "client-secret-value", "token=abc"):
+        assert secret not in text
+    injected, insecure, passthrough = (json.loads(line) for line in text.splitlines())
+    assert set(injected) == {
+        "ts",
+        "client",
+        "method",
+        "scheme",
+        "host",
+        "port",
+        "path",
+        "route",
+        "action",
+        "token_source",
+        "kid",
+        "audience",
+        "token_expires_in",
+        "headers_set",
+        "headers_removed",
+        "status",
+        "error_class",
+        "token_ms",
+        "upstream_ms",
+    }
+    assert injected["route"] == "dash" and injected["action"] == "injected"
+    assert injected["path"] == "/v1/component_status" and injected["method"] == "POST"
+    assert injected["kid"] == fingerprint(SECRET) and injected["status"] == 200
+    assert injected["headers_set"] == ["Authorization"]
+    assert insecure["action"] == "token_unavailable" and insecure["status"] == 502
+    assert insecure["error_class"] == "insecure_upstream"
+    assert passthrough["action"] == "passthrough" and passthrough["status"] is None
+
+
+def test_unwritable_flow_log_is_a_startup_error(env: None, tmp_path: Path) -> None:
+    async def main() -> None:
+        addon = AuthGateway()
+        with taddons.context(addon) as tctx:
+            with pytest.raises(exceptions.OptionsError, match="authgw_flowlog: cannot open"):
+                tctx.configure(
+                    addon,
+                    authgw_config=str(write_config(tmp_path, BASIC)),
+                    authgw_flowlog=str(tmp_path / "no" / "such" / "dir.jsonl"),
+                )
+
+    run(main())
+
+
+def test_streaming_is_turned_off_for_routed_flows(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        routed, other = flow(), flow("elsewhere.example")
+        routed.request.stream = other.request.stream = True
+        addon.requestheaders(routed)
+        addon.requestheaders(other)
+        assert routed.request.stream is False and other.request.stream is True
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+def test_a_response_set_by_another_addon_is_left_alone(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow()
+        f.response = tutils.tresp(status_code=204)
+        await addon.request(f)
+        assert f.response.status_code == 204 and "Authorization" not in f.request.headers
+
+    with_gateway(write_config(tmp_path, BASIC), body)

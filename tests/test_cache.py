@@ -1,0 +1,298 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from authgw.cache import CacheKey, TokenCache
+from authgw.config import CacheSettings
+from authgw.tokens import Token, TokenUnavailable
+from tests.fakes import FakeClock, FakeSource
+
+KEY = CacheKey("route", ("aud",))
+
+
+class CountingObserver:
+    def __init__(self) -> None:
+        self.hits = self.misses = self.evictions = 0
+        self.fetches: list[str | None] = []
+
+    def hit(self, key: CacheKey) -> None:
+        self.hits += 1
+
+    def miss(self, key: CacheKey) -> None:
+        self.misses += 1
+
+    def evicted(self, key: CacheKey) -> None:
+        self.evictions += 1
+
+    def fetched(self, key: CacheKey, error: TokenUnavailable | None, seconds: float) -> None:
+        self.fetches.append(None if error is None else error.error_class)
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+def make(clock: FakeClock, **settings: Any) -> tuple[TokenCache, FakeSource, CountingObserver]:
+    observer = CountingObserver()
+    cache = TokenCache(CacheSettings(**settings), clock=clock, observer=observer)
+    return cache, FakeSource(clock), observer
+
+
+async def get(cache: TokenCache, source: FakeSource, key: CacheKey = KEY) -> Token:
+    return await cache.get(key, lambda: source.fetch(key.audience))
+
+
+def test_miss_fetches_and_hit_does_not() -> None:
+    clock = FakeClock()
+    cache, source, observer = make(clock)
+
+    async def scenario() -> None:
+        first = await get(cache, source)
+        second = await get(cache, source)
+        assert first is second and first.value == "token-1"
+
+    run(scenario())
+    assert source.calls == 1
+    assert (observer.hits, observer.misses, observer.fetches) == (1, 1, [None])
+
+
+def test_token_is_not_handed_out_below_min_ttl() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, min_ttl=10, refresh_ahead=0)
+
+    async def scenario() -> None:
+        await get(cache, source)
+        clock.advance(289)  # 11 s left: still usable
+        assert (await get(cache, source)).value == "token-1"
+        clock.advance(2)  # 9 s left: below min_ttl
+        assert (await get(cache, source)).value == "token-2"
+
+    run(scenario())
+
+
+def test_bounded_least_recently_used_first() -> None:
+    clock = FakeClock()
+    cache, source, observer = make(clock, max_entries=3)
+    keys = [CacheKey("r", (f"aud{i}",)) for i in range(4)]
+
+    async def scenario() -> None:
+        for key in keys[:3]:
+            await get(cache, source, key)
+        await get(cache, source, keys[0])  # keys[1] is now least recently used
+        await get(cache, source, keys[3])
+        assert len(cache) == 3
+        assert {k for k, _ in cache.items()} == {keys[0], keys[2], keys[3]}
+
+    run(scenario())
+    assert observer.evictions == 1
+
+
+def test_many_distinct_keys_never_exceed_max_entries() -> None:
+    clock = FakeClock()
+    cache, source, observer = make(clock, max_entries=50)
+
+    async def scenario() -> None:
+        for i in range(2000):
+            await get(cache, source, CacheKey("r", (f"https://h{i}",)))
+            assert len(cache) <= 50
+
+    run(scenario())
+    assert observer.evictions == 2000 - 50
+
+
+def test_concurrent_misses_make_one_fetch() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock)
+
+    async def scenario() -> list[Token]:
+        source.gate = asyncio.Event()
+        waiters = [asyncio.ensure_future(get(cache, source)) for _ in range(100)]
+        await asyncio.sleep(0)
+        source.gate.set()
+        return await asyncio.gather(*waiters)
+
+    tokens = run(scenario())
+    assert source.calls == 1
+    assert {t.value for t in tokens} == {"token-1"}
+
+
+def test_every_waiter_gets_the_error() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock)
+
+    async def scenario() -> list[Any]:
+        source.gate = asyncio.Event()
+        source.errors.append(TokenUnavailable("AccessDenied", "denied"))
+        waiters = [asyncio.ensure_future(get(cache, source)) for _ in range(10)]
+        await asyncio.sleep(0)
+        source.gate.set()
+        return await asyncio.gather(*waiters, return_exceptions=True)
+
+    results = run(scenario())
+    assert source.calls == 1
+    assert all(isinstance(r, TokenUnavailable) and r.error_class == "AccessDenied" for r in results)
+
+
+def test_a_cancelled_waiter_does_not_cancel_the_fetch_for_others() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock)
+
+    async def scenario() -> Token:
+        source.gate = asyncio.Event()
+        leaver = asyncio.ensure_future(get(cache, source))
+        stayer = asyncio.ensure_future(get(cache, source))
+        await asyncio.sleep(0)
+        leaver.cancel()
+        await asyncio.sleep(0)
+        source.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await leaver
+        return await stayer
+
+    assert run(scenario()).value == "token-1"
+    assert source.calls == 1
+
+
+def test_refresh_ahead_serves_the_current_token_while_one_fetch_replaces_it() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, refresh_ahead=60, min_ttl=10)
+
+    async def scenario() -> None:
+        await get(cache, source)
+        clock.advance(250)  # 50 s left: inside refresh_ahead
+        source.gate = asyncio.Event()
+        # Requests keep getting the current token without waiting on the source.
+        for _ in range(20):
+            assert (await get(cache, source)).value == "token-1"
+            await asyncio.sleep(0)
+        assert source.calls == 2  # one background refresh, not twenty
+        source.gate.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert (await get(cache, source)).value == "token-2"
+
+    run(scenario())
+
+
+def test_failed_refresh_keeps_the_current_token_until_min_ttl(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, refresh_ahead=60, min_ttl=10, error_backoff=5)
+
+    async def scenario() -> None:
+        await get(cache, source)
+        clock.advance(250)
+        source.errors.append(TokenUnavailable("Throttling", "slow down"))
+        assert (await get(cache, source)).value == "token-1"
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert (await get(cache, source)).value == "token-1"
+        assert source.calls == 2  # backoff: no second refresh right away
+        clock.advance(41)  # 9 s left: the old token may not be used any more
+        assert (await get(cache, source)).value == "token-3"
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    assert "background refresh failed (Throttling); keeping the current token" in caplog.text
+
+
+def test_backoff_answers_at_once_then_retries_with_growing_interval() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, error_backoff=4)
+
+    async def attempt() -> str:
+        try:
+            return (await get(cache, source)).value
+        except TokenUnavailable as e:
+            return e.error_class
+
+    async def scenario() -> list[tuple[float, int, str]]:
+        source.errors.extend(TokenUnavailable("transport", "down") for _ in range(5))
+        seen = []
+        for _ in range(60):
+            seen.append((clock.now, source.calls, await attempt()))
+            clock.advance(0.25)
+        return seen
+
+    seen = run(scenario())
+    start = seen[0][0]
+    fetch_times = [
+        t - start
+        for t, calls, _ in seen
+        if calls != next((c for tt, c, _ in seen if tt > t), calls)
+    ]
+    # intervals 0.5, 1, 2, 4, 4: the source is asked at 0, 0.5, 1.5, 3.5, 7.5, then succeeds
+    assert fetch_times[:5] == [0.0, 0.5, 1.5, 3.5, 7.5]
+    assert source.calls == 6
+    assert seen[-1][2] == "token-6"
+    assert all(r == "transport" for _, _, r in seen[:30])
+
+
+def test_zero_backoff_asks_every_time() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, error_backoff=0)
+
+    async def scenario() -> None:
+        source.errors.extend(TokenUnavailable("transport", "down") for _ in range(3))
+        for _ in range(3):
+            with pytest.raises(TokenUnavailable):
+                await get(cache, source)
+
+    run(scenario())
+    assert source.calls == 3
+
+
+def test_a_fetched_token_below_min_ttl_is_refused() -> None:
+    clock = FakeClock()
+    cache, source, observer = make(clock, min_ttl=10)
+    source.lifetime = 5
+
+    async def scenario() -> None:
+        with pytest.raises(TokenUnavailable) as info:
+            await get(cache, source)
+        assert info.value.error_class == "expired"
+
+    run(scenario())
+    assert len(cache) == 0 and observer.fetches == ["expired"]
+
+
+def test_a_source_bug_fails_closed_as_internal() -> None:
+    clock = FakeClock()
+    cache, _, _ = make(clock)
+
+    async def broken() -> Token:
+        raise RuntimeError("boom")
+
+    async def scenario() -> None:
+        with pytest.raises(TokenUnavailable) as info:
+            await cache.get(KEY, broken)
+        assert info.value.error_class == "internal"
+
+    run(scenario())
+
+
+def test_tokens_without_expiry_stay_until_dropped() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock)
+    source.lifetime = None
+    other = CacheKey("other", ())
+
+    async def scenario() -> None:
+        await get(cache, source)
+        await get(cache, source, other)
+        clock.advance(10 * 365 * 86400)
+        assert (await get(cache, source)).value == "token-1"
+        assert cache.drop(KEY) is True
+        assert cache.drop(KEY) is False
+        assert (await get(cache, source)).value == "token-3"
+        assert cache.drop_route("other") == 1
+        assert [k for k, _ in cache.items()] == [KEY]
+        assert cache.clear() == 1 and len(cache) == 0
+
+    run(scenario())

@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from authgw import config
+from authgw.config import ConfigError
+
+MINIMAL = """\
+version: 1
+routes:
+  - name: dash
+    hosts: [dash.example.com]
+    token:
+      type: hmac
+      secret: {env: DASH_SECRET}
+"""
+
+
+def parse(text: str, base: Path = Path("/etc/authgw")) -> config.Config:
+    return config.parse(textwrap.dedent(text), file="gateway.yaml", base_dir=base)
+
+
+def error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    return info.value
+
+
+def test_minimal_config_gets_the_documented_defaults() -> None:
+    cfg = parse(MINIMAL)
+    assert cfg.unmatched == "passthrough"
+    assert cfg.upstream_header == "X-Upstream-Host"
+    assert cfg.upstream_scheme == "https"
+    assert cfg.cache == config.CacheSettings(1024, 60, 10, 5)
+    assert cfg.flowlog is None and cfg.metrics is None
+    (route,) = cfg.routes
+    assert (route.header, route.prefix, route.keep_inbound_as, route.allow_http) == (
+        "Authorization",
+        "Bearer ",
+        None,
+        False,
+    )
+    assert route.token == config.HmacTokenConfig(
+        secret=config.SecretRef(kind="env", name="DASH_SECRET")
+    )
+    assert cfg.warnings == ()
+
+
+def test_design_example_parses() -> None:
+    cfg = parse("""\
+        version: 1
+        unmatched: reject
+        upstream_header: null
+        upstream_scheme: http
+        cache: {max_entries: 5, refresh_ahead: 30, min_ttl: 5, error_backoff: 2}
+        flowlog: logs/flow.jsonl
+        metrics: 127.0.0.1:9464
+        routes:
+          - name: status_dashboard
+            hosts: [status-dashboard.example.com, "*.dashboards.example.com", "localhost:8443"]
+            inbound: "keep-as:X-Forwarded-Authorization"
+            allow_http: true
+            token:
+              type: hmac
+              secret: {file: secrets/dash}
+              optional: true
+              algorithm: HS512
+              claims: {stackmon: dummy, nested: {a: [1, 2]}}
+              lifetime: 600
+              audience: dynamic
+              kid: none
+          - name: partner_api
+            hosts: ["*.partner.example"]
+            token:
+              type: sts
+              audience: dynamic
+              signing_algorithm: ES384
+              duration: 900
+              tags: {team: payments, cost: 42}
+              region: eu-west-1
+              endpoint_url: http://127.0.0.1:8090
+          - name: gateway
+            hosts: [gateway.internal]
+            token: {type: static, value: {env: OPENCLAW_GATEWAY_TOKEN}}
+    """)
+    assert cfg.unmatched == "reject" and cfg.upstream_header is None
+    assert cfg.flowlog == Path("/etc/authgw/logs/flow.jsonl")
+    assert cfg.metrics == ("127.0.0.1", 9464)
+    dash, partner, gateway = cfg.routes
+    assert dash.keep_inbound_as == "X-Forwarded-Authorization"
+    assert dash.token == config.HmacTokenConfig(
+        secret=config.SecretRef(kind="file", name="/etc/authgw/secrets/dash"),
+        optional=True,
+        algorithm="HS512",
+        claims={"stackmon": "dummy", "nested": {"a": [1, 2]}},
+        lifetime=600,
+        audience="dynamic",
+        kid="none",
+    )
+    assert type(dash.token.claims["nested"]) is dict  # plain values, not ruamel's
+    assert partner.token == config.StsTokenConfig(
+        audience="dynamic",
+        signing_algorithm="ES384",
+        duration=900,
+        tags=(("cost", "42"), ("team", "payments")),
+        region="eu-west-1",
+        endpoint_url="http://127.0.0.1:8090",
+    )
+    assert gateway.token == config.StaticTokenConfig(
+        value=config.SecretRef(kind="env", name="OPENCLAW_GATEWAY_TOKEN")
+    )
+
+
+def test_literal_secret_is_warned_and_kept_out_of_repr() -> None:
+    cfg = parse(MINIMAL.replace("{env: DASH_SECRET}", "hunter2-literal"))
+    assert cfg.warnings and "routes[0].token.secret is a literal" in cfg.warnings[0]
+    assert "hunter2-literal" not in repr(cfg)
+    assert "hunter2-literal" not in " ".join(cfg.warnings)
+
+
+@pytest.mark.parametrize(
+    ("replace", "message", "line"),
+    [
+        (
+            ("type: hmac", "type: hmac\n      algorithm: HS999"),
+            "routes[0].token.algorithm: HS999 is not one of HS256, HS384, HS512",
+            7,
+        ),
+        (("name: dash", "name: Dash"), "routes[0].name: 'Dash' must match [a-z0-9_]+", 3),
+        (
+            ("hosts: [dash.example.com]", "hosts: []"),
+            "routes[0].hosts: must be a non-empty list of host patterns",
+            4,
+        ),
+        (
+            ("hosts: [dash.example.com]", "hosts: [dash.example.com, 'http://x']"),
+            "routes[0].hosts[1]: 'http://x' is not a host pattern",
+            4,
+        ),
+        (
+            ("{env: DASH_SECRET}", "{env: A, file: b}"),
+            "routes[0].token.secret: must have exactly one of env, file",
+            7,
+        ),
+        (
+            ("{env: DASH_SECRET}", "{vault: x}"),
+            "routes[0].token.secret.vault: unknown key; expected one of env, file",
+            7,
+        ),
+        (
+            ("type: hmac", "type: kerberos"),
+            "routes[0].token.type: kerberos is not one of hmac, sts, static",
+            6,
+        ),
+        (
+            ("type: hmac", "type: hmac\n      lifetime: 5"),
+            "routes[0].token.lifetime: 5 is not above cache.min_ttl (10)",
+            7,
+        ),
+        (
+            ("type: hmac", "type: hmac\n      lifetime: soon"),
+            "routes[0].token.lifetime: must be a whole number, not soon",
+            7,
+        ),
+        (
+            ("type: hmac", "type: hmac\n      claims: {exp: 1}"),
+            "routes[0].token.claims: exp are set by lifetime and audience",
+            7,
+        ),
+        (
+            ("type: hmac", "type: hmac\n      optional: maybe"),
+            "routes[0].token.optional: must be true or false, not maybe",
+            7,
+        ),
+        (
+            ("    token:", "    inbound: keep\n    token:"),
+            "routes[0].inbound: 'keep' is not replace or keep-as:<Header-Name>",
+            5,
+        ),
+        (
+            ("    token:", "    inbound: keep-as:Authorization\n    token:"),
+            "routes[0].inbound: keep-as:Authorization is the header the token goes in",
+            5,
+        ),
+        (
+            ("    token:", "    header: 'Bad Header'\n    token:"),
+            "routes[0].header: 'Bad Header' is not a valid header name",
+            5,
+        ),
+        (
+            ("    token:", "    colour: blue\n    token:"),
+            "routes[0].colour: unknown key; expected one of name, hosts",
+            5,
+        ),
+        (("version: 1", "version: 2"), "version: 2 is not supported (only 1)", 1),
+        (
+            ("version: 1", "version: 1\ncache: {max_entries: 0}"),
+            "cache.max_entries: 0 is out of range (from 1 to 1e+07)",
+            2,
+        ),
+        (
+            ("version: 1", "version: 1\nunmatched: drop"),
+            "unmatched: drop is not one of passthrough, reject",
+            2,
+        ),
+        (
+            ("version: 1", "version: 1\nmetrics: localhost"),
+            "metrics: localhost has no port (expected host:port)",
+            2,
+        ),
+        (("version: 1", "version: 1\ntimeout: 3"), "timeout: unknown key", 2),
+    ],
+)
+def test_errors_name_field_reason_and_line(
+    replace: tuple[str, str], message: str, line: int
+) -> None:
+    e = error(MINIMAL.replace(*replace))
+    assert str(e).startswith(message), str(e)
+    assert e.line == line
+    assert str(e).endswith(f"(gateway.yaml:{line})")
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("{type: sts, audience: []}", "routes[0].token.audience: must be dynamic or a list"),
+        (
+            "{type: sts, audience: [" + ",".join(["a"] * 11) + "]}",
+            "routes[0].token.audience: must be dynamic or a list of 1 to 10",
+        ),
+        (
+            "{type: sts, audience: dynamic, duration: 59}",
+            "routes[0].token.duration: 59 is out of range (from 60 to 3600)",
+        ),
+        (
+            "{type: sts, audience: dynamic, duration: 3601}",
+            "routes[0].token.duration: 3601 is out of range",
+        ),
+        (
+            "{type: sts, audience: dynamic, signing_algorithm: HS256}",
+            "routes[0].token.signing_algorithm: HS256 is not one of RS256, ES384",
+        ),
+        (
+            "{type: sts, audience: dynamic, tags: {"
+            + ",".join(f"k{i}: v" for i in range(51))
+            + "}}",
+            "routes[0].token.tags: has 51 tags; STS takes at most 50",
+        ),
+        (
+            "{type: sts, audience: dynamic, endpoint_url: 'ftp://x'}",
+            "routes[0].token.endpoint_url: 'ftp://x' is not an http(s) URL",
+        ),
+        ("{type: static}", "routes[0].token.value: is required"),
+        ("{type: static, value: ''}", "routes[0].token.value: must not be empty"),
+    ],
+)
+def test_token_errors(token: str, message: str) -> None:
+    text = MINIMAL.split("    token:")[0] + f"    token: {token}\n"
+    assert str(error(text)).startswith(message)
+
+
+def test_single_sts_audience_string_is_a_list_of_one() -> None:
+    text = MINIMAL.split("    token:")[0] + "    token: {type: sts, audience: svc}\n"
+    token = parse(text).routes[0].token
+    assert isinstance(token, config.StsTokenConfig) and token.audience == ("svc",)
+
+
+def test_duplicate_route_names() -> None:
+    text = MINIMAL + MINIMAL.split("routes:\n")[1]
+    e = error(text)
+    assert str(e).startswith("routes[1].name: 'dash' is used by an earlier route")
+    assert e.line == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "must be a mapping, not null"),
+        ("- a\n- b\n", "must be a mapping, not a list"),
+        ("routes: []\n", "version: is required"),
+        ("version: 1\n", "routes: is required"),
+        ("version: 1\nroutes: {}\n", "routes: must be a list, not a mapping"),
+        ("version: 1\nroutes: [\n", "not valid YAML"),
+        ("version: 1\nversion: 1\nroutes: []\n", "not valid YAML"),
+    ],
+)
+def test_document_errors(text: str, message: str) -> None:
+    assert message in str(error(text))
+
+
+def test_load_reads_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "gw.yaml").write_text(MINIMAL.replace("{env: DASH_SECRET}", "{file: s.txt}"))
+    cfg = config.load(tmp_path / "gw.yaml")
+    assert cfg.routes[0].token == config.HmacTokenConfig(
+        secret=config.SecretRef(kind="file", name=str(tmp_path / "s.txt"))
+    )
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config.load(tmp_path / "nope.yaml")

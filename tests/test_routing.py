@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import pytest
+
+from authgw import routing
+from authgw.config import HmacTokenConfig, Route, SecretRef, StaticTokenConfig, StsTokenConfig
+from authgw.routing import HostPattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "port", "expected"),
+    [
+        ("example.com", "example.com", 443, True),
+        ("example.com", "EXAMPLE.com", 8080, True),
+        ("example.com", "example.com.", 443, True),
+        ("example.com", "api.example.com", 443, False),
+        ("example.com", "example.com.evil", 443, False),
+        ("*.example.com", "api.example.com", 443, True),
+        ("*.example.com", "a.b.example.com", 443, True),
+        ("*.example.com", "example.com", 443, False),
+        ("*.example.com", "evilexample.com", 443, False),
+        ("example.com:8443", "example.com", 8443, True),
+        ("example.com:8443", "example.com", 443, False),
+        ("*.example.com:8443", "x.example.com", 8443, True),
+        ("*.example.com:8443", "x.example.com", 443, False),
+        ("*", "anything.at.all", 1, True),
+        ("127.0.0.1", "127.0.0.1", 80, True),
+        ("127.0.0.1", "127.0.0.10", 80, False),
+        ("[::1]:8443", "::1", 8443, True),
+        ("[::1]:8443", "[::1]", 8443, True),
+        ("::1", "::1", 1, True),
+        ("localhost:8443", "localhost", 8443, True),
+    ],
+)
+def test_host_pattern_matches(pattern: str, host: str, port: int, expected: bool) -> None:
+    assert HostPattern.parse(pattern).matches(routing.normalize_host(host), port) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "",
+        "exa mple.com",
+        "http://example.com",
+        "example.com/path",
+        "user@example.com",
+        "ex*ample.com",
+        "*example.com",
+        "a.*.example.com",
+        "example.com:0",
+        "example.com:99999",
+        "example.com:http",
+        "-bad-.example.com",
+        "[::1",
+        "[nothost]:80",
+        "a..b",
+    ],
+)
+def test_host_pattern_rejects(pattern: str) -> None:
+    with pytest.raises(ValueError):
+        HostPattern.parse(pattern)
+
+
+def _route(name: str, *hosts: str) -> Route:
+    return Route(
+        name=name,
+        hosts=tuple(HostPattern.parse(h) for h in hosts),
+        token=StaticTokenConfig(value=SecretRef(kind="env", name="X")),
+    )
+
+
+def test_first_match_wins() -> None:
+    routes = [
+        _route("specific", "api.example.com"),
+        _route("wild", "*.example.com"),
+        _route("all", "*"),
+    ]
+    assert routing.match(routes, "api.example.com", 443).name == "specific"  # type: ignore[union-attr]
+    assert routing.match(routes, "web.example.com", 443).name == "wild"  # type: ignore[union-attr]
+    assert routing.match(routes, "other.org", 443).name == "all"  # type: ignore[union-attr]
+    assert routing.match(routes[:2], "other.org", 443) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("svc.example.com", ("svc.example.com", None)),
+        ("svc.example.com:8443", ("svc.example.com", 8443)),
+        ("SVC.Example.com", ("svc.example.com", None)),
+        ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+        ("[::1]:9000", ("::1", 9000)),
+    ],
+)
+def test_parse_upstream_accepts(value: str, expected: tuple[str, int | None]) -> None:
+    assert routing.parse_upstream(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "svc.example.com/path",
+        "svc.example.com?q=1",
+        "user@svc.example.com",
+        "user:pw@svc.example.com",
+        "svc example.com",
+        " svc.example.com",
+        "svc.example.com\t",
+        "svc.example.com\r\nX-Evil: 1",
+        "svc\x00.example.com",
+        "svc.example.com:0",
+        "svc.example.com:65536",
+        "svc.example.com:8a",
+        "svc.example.com:",
+        "https://svc",
+        "-svc.example.com",
+        "svc..example.com",
+        "a" * 64 + ".com",
+        "svc.example.com#frag",
+        "[::1",
+        "[::1]x",
+        "svc%2eexample.com",
+        "svc\\example.com",
+        "ex\u00e4mple.com",
+    ],
+)
+def test_parse_upstream_rejects(value: str) -> None:
+    with pytest.raises(ValueError):
+        routing.parse_upstream(value)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "expected"),
+    [
+        ("https", "API.Example.com", "https://api.example.com"),
+        ("http", "127.0.0.1", "http://127.0.0.1"),
+        ("https", "::1", "https://[::1]"),
+    ],
+)
+def test_dynamic_audience(scheme: str, host: str, expected: str) -> None:
+    assert routing.dynamic_audience(scheme, host) == expected
+
+
+def test_audience_for_each_source() -> None:
+    secret = SecretRef(kind="env", name="S")
+    assert routing.audience_for(HmacTokenConfig(secret=secret), "https", "a.b") == ()
+    assert routing.audience_for(HmacTokenConfig(secret=secret, audience="svc"), "https", "a.b") == (
+        "svc",
+    )
+    assert routing.audience_for(
+        HmacTokenConfig(secret=secret, audience="dynamic"), "https", "A.b"
+    ) == ("https://a.b",)
+    assert routing.audience_for(StsTokenConfig(audience=("x", "y")), "https", "a") == ("x", "y")
+    assert routing.audience_for(StsTokenConfig(audience="dynamic"), "http", "a:b::1") == (
+        "http://[a:b::1]",
+    )
+    assert routing.audience_for(StaticTokenConfig(value=secret), "https", "a") == ()
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
+        ("128.0.0.1", False),
+    ],
+)
+def test_is_loopback(host: str, expected: bool) -> None:
+    assert routing.is_loopback(host) is expected

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -73,7 +74,10 @@ def _client_for(config: StsTokenConfig) -> Any:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            session = boto3.session.Session(profile_name=config.profile, region_name=config.region)
+            # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION, which the AWS CLI and the
+            # other SDKs honour (and put first); do as they do.
+            region = config.region or os.environ.get("AWS_REGION") or None
+            session = boto3.session.Session(profile_name=config.profile, region_name=region)
             client = session.client(
                 "sts",
                 endpoint_url=config.endpoint_url,
@@ -83,6 +87,9 @@ def _client_for(config: StsTokenConfig) -> Any:
                     retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
                 ),
             )
+            if client.meta.region_name is None:
+                # With an endpoint URL botocore makes the client, then fails each call.
+                raise botocore.exceptions.NoRegionError()
             _clients[key] = client
         return client
 

@@ -1,0 +1,274 @@
+"""The built-in demo: the gateway on loopback, no AWS account, no network.
+
+    python scripts/demo.py              # run it once and show what happened
+    python scripts/demo.py --keep-running   # leave it up to try with curl
+
+It starts three local upstreams that echo what they receive, the local STS
+emulator, and mitmdump with the gateway on a generated config with one route
+per token source (hmac, sts, static). Then it sends a request through the proxy
+to each and shows the token each upstream received, decoded and verified.
+Tokens are shown decoded with their fingerprint, never in full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from authgw.cli import mitmdump_argv
+from authgw.sts_emulator import StsEmulator
+from authgw.tokens import fingerprint, peek
+
+DEMO_SECRET = "demo-secret-for-the-status-dashboard-0123456789"
+DEMO_STATIC = "demo-static-gateway-token-5f3c2a"
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Answers with what it received, so the demo can show the injected header."""
+
+    def _echo(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode(errors="replace")
+        payload = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+                "body": body,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _echo
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_echo() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def demo_config(dash: int, partner: int, gateway: int) -> str:
+    return textwrap.dedent(f"""\
+        version: 1
+        flowlog: flow.jsonl
+        routes:
+          - name: status_dashboard          # the CloudMon-style reporter's token
+            hosts: ["127.0.0.1:{dash}"]
+            token:
+              type: hmac
+              secret: {{env: MP_STATUS_DASHBOARD__SECRET}}
+              claims: {{stackmon: dummy}}
+          - name: partner_api               # a JWT from (emulated) AWS STS
+            hosts: ["127.0.0.1:{partner}"]
+            token:
+              type: sts
+              audience: dynamic
+              signing_algorithm: RS256
+              duration: 300
+              tags: {{team: payments}}
+          - name: gateway                   # a static token from a file
+            hosts: ["127.0.0.1:{gateway}"]
+            token:
+              type: static
+              value: {{file: gateway-token}}
+        """)
+
+
+def start_gateway(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    argv = mitmdump_argv(
+        workdir / "gateway.yaml", ["--listen-host", "127.0.0.1", "--listen-port", "0"]
+    )
+    proc = subprocess.Popen(
+        argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"listening at .*:(\d+)\.", line)
+        if match:
+            threading.Thread(target=_drain, args=(proc,), daemon=True).start()
+            return proc, int(match.group(1))
+    proc.kill()
+    raise SystemExit("mitmdump did not start:\n" + "".join(seen))
+
+
+def _drain(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if os.environ.get("AUTHGW_DEMO_VERBOSE"):
+            sys.stdout.write("  mitmdump | " + line)
+
+
+def through_proxy(
+    proxy_port: int,
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any] | str]:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=15)
+    try:
+        conn.request(method, url, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read().decode()
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(data)
+    except ValueError:
+        return resp.status, data
+
+
+def show(title: str, status: int, echoed: dict[str, Any] | str, verify: Any) -> None:
+    print(f"\n== {title}: HTTP {status}")
+    if not isinstance(echoed, dict):
+        print(f"   answer: {echoed.strip()}")
+        return
+    header = echoed["headers"].get("Authorization", "")
+    token = header.removeprefix("Bearer ")
+    peeked = peek(token)
+    print(
+        f"   upstream got {echoed['method']} {echoed['path']} with "
+        f"Authorization: Bearer <{fingerprint(token)}>"
+    )
+    if peeked is not None:
+        print(f"   header: {json.dumps(peeked.header)}")
+        print(f"   claims: {json.dumps(peeked.claims)}")
+    try:
+        verify(token)
+        print("   signature: valid")
+    except jwt.PyJWTError as e:
+        print(f"   signature: INVALID ({e})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep-running", action="store_true", help="leave the gateway up for curl until Ctrl-C"
+    )
+    args = parser.parse_args()
+
+    echoes = [start_echo() for _ in range(3)]
+    dash, partner, gw = (s.server_address[1] for s in echoes)
+    with StsEmulator() as sts, tempfile.TemporaryDirectory(prefix="authgw-demo-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "gateway.yaml").write_text(demo_config(dash, partner, gw))
+        (workdir / "gateway-token").write_text(DEMO_STATIC + "\n")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.upper().endswith("_PROXY") and not k.startswith("AWS_")
+        }
+        env.update(
+            {
+                "MP_STATUS_DASHBOARD__SECRET": DEMO_SECRET,
+                "AWS_ENDPOINT_URL_STS": sts.url,
+                "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "AKIDDEMO",
+                "AWS_SECRET_ACCESS_KEY": "demo-not-a-real-key",
+                "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        print(
+            f"authgw demo: upstreams on 127.0.0.1:{dash},{partner},{gw}; STS emulator at {sts.url}"
+        )
+        proc, port = start_gateway(workdir, env)
+        print(f"gateway (mitmdump -s addons/auth_gateway.py) listening on 127.0.0.1:{port}")
+        try:
+            status, echoed = through_proxy(
+                port,
+                "POST",
+                f"http://127.0.0.1:{dash}/v1/component_status",
+                json.dumps({"name": "api", "status": "ok"}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            show(
+                "hmac (status_dashboard)",
+                status,
+                echoed,
+                lambda t: jwt.decode(t, DEMO_SECRET, algorithms=["HS256"]),
+            )
+            jwks = jwt.PyJWKClient(sts.jwks_url)
+            status, echoed = through_proxy(port, "GET", f"http://127.0.0.1:{partner}/orders")
+            show(
+                "sts (partner_api)",
+                status,
+                echoed,
+                lambda t: jwt.decode(
+                    t,
+                    jwks.get_signing_key_from_jwt(t).key,
+                    algorithms=["RS256", "ES384"],
+                    audience="http://127.0.0.1",
+                ),
+            )
+            status, echoed = through_proxy(port, "GET", f"http://127.0.0.1:{gw}/health")
+            show(
+                "static (gateway)",
+                status,
+                echoed,
+                lambda t: (
+                    None
+                    if t == DEMO_STATIC
+                    else (_ for _ in ()).throw(jwt.InvalidTokenError("not the file's token"))
+                ),
+            )
+            time.sleep(0.2)
+            print("\n== flow log (flow.jsonl), one record per flow:")
+            for line in (workdir / "flow.jsonl").read_text().splitlines():
+                print("   " + line)
+            if args.keep_running:
+                print(
+                    textwrap.dedent(f"""
+                    The gateway stays up. Try:
+                      curl -x http://127.0.0.1:{port} http://127.0.0.1:{dash}/v1/component_status
+                      curl -x http://127.0.0.1:{port} http://127.0.0.1:{partner}/
+                    Ctrl-C stops everything.""")
+                )
+                try:
+                    proc.wait()
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            for server in echoes:
+                server.shutdown()
+                server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

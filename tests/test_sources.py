@@ -1,0 +1,265 @@
+"""The token sources: hmac signing, static values, the STS call and its errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import jwt
+import pytest
+
+from authgw import sources
+from authgw.config import (
+    CacheSettings,
+    Config,
+    ConfigError,
+    HmacTokenConfig,
+    Route,
+    SecretRef,
+    StaticTokenConfig,
+    StsTokenConfig,
+)
+from authgw.routing import HostPattern
+from authgw.sources import SecretReader
+from authgw.sources.hmac import HmacSource
+from authgw.sources.static import StaticSource
+from authgw.sources.sts import StsSource, classify
+from authgw.tokens import MissingSecret, TokenUnavailable, fingerprint
+from tests.fakes import FakeClock
+
+SECRET = "reporter-shared-secret-" + "0123456789abcdef" * 3  # 71 bytes: enough for HS512
+
+
+def hmac_source(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock | None = None, **settings: Any
+) -> HmacSource:
+    monkeypatch.setenv("MP_STATUS_DASHBOARD__SECRET", SECRET)
+    cfg = HmacTokenConfig(
+        secret=SecretRef(kind="env", name="MP_STATUS_DASHBOARD__SECRET"), **settings
+    )
+    return HmacSource("status_dashboard", cfg, clock=clock or FakeClock())
+
+
+def test_hmac_reproduces_the_cloudmon_reporter_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = hmac_source(monkeypatch, claims={"stackmon": "dummy"}, kid="none")
+    token = source.sign(())
+    # What the CloudMon-style reporter sends, byte for byte.
+    assert token.value == jwt.encode({"stackmon": "dummy"}, SECRET, algorithm="HS256")
+    assert token.expires_at is None and token.kid is None
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+def test_hmac_claims_lifetime_audience_and_kid(
+    monkeypatch: pytest.MonkeyPatch, algorithm: str
+) -> None:
+    clock = FakeClock(1_800_000_000)
+    source = hmac_source(
+        monkeypatch,
+        clock,
+        algorithm=algorithm,
+        claims={"team": "a"},
+        lifetime=300,
+        audience="dynamic",
+    )
+    token = source.sign(("https://api.example.com",))
+    claims = jwt.decode(
+        token.value,
+        SECRET,
+        algorithms=[algorithm],
+        audience="https://api.example.com",
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims == {
+        "team": "a",
+        "iat": 1_800_000_000,
+        "exp": 1_800_000_300,
+        "aud": "https://api.example.com",
+    }
+    assert jwt.get_unverified_header(token.value) == {
+        "alg": algorithm,
+        "typ": "JWT",
+        "kid": fingerprint(SECRET),
+    }
+    assert token.expires_at == 1_800_000_300 and token.kid == fingerprint(SECRET)
+
+
+def test_hmac_literal_kid(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = hmac_source(monkeypatch, kid="dashboard-2026").sign(())
+    assert jwt.get_unverified_header(token.value)["kid"] == "dashboard-2026"
+
+
+def test_hmac_short_secret_warns_once_with_fingerprint_not_secret(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("SHORT", "tiny")
+    source = HmacSource("r", HmacTokenConfig(secret=SecretRef(kind="env", name="SHORT")))
+    source.check()
+    for _ in range(3):
+        source.sign(())
+    assert caplog.text.count("is 4 bytes, below the 32") == 1
+    assert fingerprint("tiny") in caplog.text and "tiny " not in caplog.text
+
+
+def test_missing_env_secret_names_the_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE", raising=False)
+    source = HmacSource("r", HmacTokenConfig(secret=SecretRef(kind="env", name="NOPE")))
+    with pytest.raises(MissingSecret, match="env var NOPE is not set or empty") as info:
+        source.check()
+    assert info.value.error_class == "missing_secret"
+
+
+def test_secret_file_is_reread_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("first-secret\n")
+    now = [0.0]
+    reader = SecretReader(SecretRef(kind="file", name=str(path)), monotonic=lambda: now[0])
+    assert reader.read() == b"first-secret"  # the trailing newline is not part of it
+    path.write_text("second-secret-longer")
+    assert reader.read() == b"first-secret"  # not re-stat-ed within a second
+    now[0] = 1.5
+    assert reader.read() == b"second-secret-longer"
+    assert reader.fingerprint() == fingerprint("second-secret-longer")
+    path.unlink()
+    now[0] = 3.0
+    with pytest.raises(MissingSecret, match=f"file {path} does not exist"):
+        reader.read()
+
+
+def test_static_token_and_its_expiry(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "token"
+    value = jwt.encode({"exp": int(clock() + 60)}, "k" * 32, algorithm="HS256")
+    path.write_text(value + "\n")
+    source = StaticSource(
+        "gw", StaticTokenConfig(value=SecretRef(kind="file", name=str(path))), clock=clock
+    )
+    token = asyncio.run(source.fetch(()))
+    assert token.value == value and token.expires_at == clock() + 60
+    clock.advance(61)
+    with pytest.raises(TokenUnavailable, match=f"static token from file {path}") as info:
+        asyncio.run(source.fetch(()))
+    assert info.value.error_class == "expired"
+    assert value not in str(info.value)
+
+
+def test_static_token_with_control_characters_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW", "bad\x01token")
+    source = StaticSource("gw", StaticTokenConfig(value=SecretRef(kind="env", name="GW")))
+    with pytest.raises(TokenUnavailable) as info:
+        asyncio.run(source.fetch(()))
+    assert info.value.error_class == "invalid_token"
+
+
+def _sts(call: Any, **settings: Any) -> StsSource:
+    cfg = StsTokenConfig(audience="dynamic", tags=(("team", "payments"),), **settings)
+    return StsSource("partner_api", cfg, call=call)
+
+
+def test_sts_sends_the_configured_request_and_takes_expiration() -> None:
+    seen: dict[str, Any] = {}
+    token = jwt.encode(
+        {"exp": 1_900_000_000, "aud": "x"}, "k" * 32, algorithm="HS256", headers={"kid": "sts-kid"}
+    )
+
+    def call(**kwargs: Any) -> dict[str, Any]:
+        seen.update(kwargs)
+        return {"WebIdentityToken": token, "Expiration": datetime.fromtimestamp(1_800_000_300, UTC)}
+
+    result = asyncio.run(
+        _sts(call, signing_algorithm="ES384", duration=900).fetch(
+            ("https://a.example", "https://b.example")
+        )
+    )
+    assert seen == {
+        "Audience": ["https://a.example", "https://b.example"],
+        "SigningAlgorithm": "ES384",
+        "DurationSeconds": 900,
+        "Tags": [{"Key": "team", "Value": "payments"}],
+    }
+    assert result.expires_at == 1_800_000_300  # STS's Expiration wins over the JWT's exp
+    assert result.kid == "sts-kid" and result.source == "sts"
+
+
+def _client_error(code: str) -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": "nope"}}, "GetWebIdentityToken"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "error_class", "hint"),
+    [
+        (
+            _client_error("OutboundWebIdentityFederationDisabledException"),
+            "OutboundWebIdentityFederationDisabledException",
+            "outbound identity federation",
+        ),
+        (_client_error("AccessDenied"), "AccessDenied", "sts:GetWebIdentityToken"),
+        (_client_error("Throttling"), "Throttling", "throttling"),
+        (
+            botocore.exceptions.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+            "timeout",
+            "read_timeout",
+        ),
+        (
+            botocore.exceptions.ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"),
+            "timeout",
+            "connect_timeout",
+        ),
+        (
+            botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+            "transport",
+            "endpoint_url",
+        ),
+        (botocore.exceptions.NoCredentialsError(), "missing_secret", "credentials"),
+        (ValueError("odd"), "internal", None),
+    ],
+)
+def test_sts_errors_become_error_classes_with_a_hint(
+    error: Exception, error_class: str, hint: str | None
+) -> None:
+    def call(**kwargs: Any) -> dict[str, Any]:
+        raise error
+
+    with pytest.raises(TokenUnavailable) as info:
+        asyncio.run(_sts(call).fetch(("https://a.example",)))
+    assert info.value.error_class == error_class
+    assert classify(error)[0] == error_class
+    if hint:
+        assert hint in str(info.value)
+
+
+def test_build_all_reports_a_missing_required_secret_by_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MISSING_ONE", raising=False)
+    ref = SecretRef(kind="env", name="MISSING_ONE")
+    routes = (
+        Route("opt", (HostPattern.parse("a"),), HmacTokenConfig(secret=ref, optional=True)),
+        Route("req", (HostPattern.parse("b"),), StaticTokenConfig(value=ref)),
+    )
+    with pytest.raises(ConfigError, match=r"routes\[1\]\.token\.value: env var MISSING_ONE"):
+        sources.build_all(Config(routes=routes, cache=CacheSettings()))
+    built, notes = sources.build_all(Config(routes=routes[:1]))
+    assert set(built) == {"opt"} and "optional" in notes[0]
+
+
+def test_build_all_needs_an_aws_region_for_sts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    route = Route(
+        "sts",
+        (HostPattern.parse("a"),),
+        StsTokenConfig(audience=("x",), endpoint_url="http://127.0.0.1:9"),
+    )
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.token: no AWS region"):
+        sources.build_all(Config(routes=(route,)))

@@ -466,13 +466,56 @@ def test_unwritable_flow_log_is_a_startup_error(env: None, tmp_path: Path) -> No
     run(main())
 
 
-def test_streaming_is_turned_off_for_routed_flows(env: None, tmp_path: Path) -> None:
+def test_the_token_is_on_before_a_streamed_body_is_sent(env: None, tmp_path: Path) -> None:
+    """mitmproxy sends a streamed request at requestheaders time: the token must be there."""
+
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
-        routed, other = flow(), flow("elsewhere.example")
-        routed.request.stream = other.request.stream = True
-        addon.requestheaders(routed)
-        addon.requestheaders(other)
-        assert routed.request.stream is False and other.request.stream is True
+        f = flow()
+        f.request.stream = True
+        await addon.requestheaders(f)
+        assert f.request.headers["Authorization"].startswith("Bearer ey")
+        rejected = flow("127.0.0.1", 80, "http", headers={"X-Upstream-Host": "nowhere.example"})
+        rejected.request.stream = True
+        await addon.requestheaders(rejected)
+        assert rejected.response is not None and rejected.response.status_code == 403
+        assert rejected.request.stream is False  # answered here: never streamed upstream
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+def test_a_flow_retargeted_after_requestheaders_is_decided_again(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow(headers={"Authorization": "Bearer client"})
+        await addon.requestheaders(f)
+        assert f.request.headers["Authorization"].startswith("Bearer ey")
+        f.request.host = "gw.internal"  # another addon moved it to another route
+        await addon.request(f)
+        assert f.request.headers["Authorization"] == f"Bearer {STATIC}"
+        assert f.request.headers["X-Forwarded-Authorization"] == "Bearer client"
+        g = flow()
+        await addon.requestheaders(g)
+        g.request.host = "elsewhere.example"  # moved to a host no route covers
+        await addon.request(g)
+        assert "Authorization" not in g.request.headers
+
+    with_gateway(write_config(tmp_path, BASIC), body)
+
+
+def test_the_token_is_redacted_from_the_flow_once_sent(env: None, tmp_path: Path) -> None:
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        for hook in ("responseheaders", "response", "error"):
+            f = flow()
+            await addon.requestheaders(f)
+            await addon.request(f)
+            token = f.request.headers["Authorization"].removeprefix("Bearer ")
+            if hook == "error":
+                f.error = tflow.terr()
+            else:
+                f.response = tutils.tresp()
+            getattr(addon, hook)(f)
+            assert f.request.headers["Authorization"] == (
+                f"Bearer <authgw redacted {fingerprint(token)}>"
+            )
 
     with_gateway(write_config(tmp_path, BASIC), body)
 

@@ -4,11 +4,12 @@
 rewrite. ``response``/``error``: flow log record (and, on 401/403, drop the token).
 Every decision lives in the modules named by DESIGN.md; this file wires them.
 
-Fail closed: mitmproxy forwards a flow whose hook raised, so ``request`` catches
-everything and answers 502 instead. The hook runs in ``request`` rather than
-``requestheaders`` so that it sees the final target after mitmproxy's own addons
-(``map_remote`` and friends) ran; streamed request bodies are turned off for flows
-a route may apply to, because a streamed request is sent before ``request`` fires.
+Fail closed: mitmproxy forwards a flow whose hook raised, so the hooks catch
+everything and answer 502 instead. The decision is made in ``requestheaders``,
+because mitmproxy sends a streamed request body (``stream_large_bodies``) upstream
+before ``request`` fires; ``request`` decides again if another addon re-targeted
+the flow in between. Once the upstream has the request, the token in the flow is
+replaced by its fingerprint, so mitmproxy's own output and saved flows never show it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw import config as configmod
 from authgw import routing, sources
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 # mitmproxy's option type checker wants typing.Optional, which mypy does not call a type.
 _OPTIONAL_STR: Any = Optional[str]  # noqa: UP045
+_WARN_EVERY = 60.0  # seconds between warnings for one route and error class; debug between
 OPTIONS = ("authgw_config", "authgw_flowlog", "authgw_metrics")
 
 
@@ -53,8 +56,11 @@ class _Runtime:
 @dataclass
 class _FlowState:
     record: FlowRecord
+    target: tuple[str, str, int] | None = None  # (scheme, host, port) the token was chosen for
+    route: Route | None = None
     key: CacheKey | None = None
     token: Token | None = None
+    headers_before: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class _Answered(Exception):
@@ -75,6 +81,7 @@ class AuthGateway:
             weakref.WeakKeyDictionary()
         )
         self._warned_optional: set[str] = set()
+        self._warned_at: dict[tuple[str, str], float] = {}
         self._hinted = False
 
     # -- options and config ----------------------------------------------------
@@ -132,6 +139,11 @@ class AuthGateway:
         flowlog = self._open_flowlog(cfg, old)
         if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
             old.flowlog.close()
+        if getattr(ctx.options, "map_remote", None):
+            logger.warning(
+                "authgw: map_remote runs after authgw, so a token is chosen for the host the "
+                "client asked for, not the one map_remote sends the request to"
+            )
         logger.info("authgw: %d route(s) from %s", len(cfg.routes), ctx.options.authgw_config)
         return _Runtime(config=cfg, sources=built, cache=cache, flowlog=flowlog)
 
@@ -158,18 +170,27 @@ class AuthGateway:
 
     # -- hooks -----------------------------------------------------------------
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        rt = self._rt
-        if rt is None or not flow.request.stream:
-            return
-        header = rt.config.upstream_header
-        if (header and header in flow.request.headers) or routing.match(
-            rt.config.routes, flow.request.host, flow.request.port
-        ):
-            # A streamed request is sent upstream before the request hook runs.
-            flow.request.stream = False
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Decide here, not in `request`: mitmproxy sends a streamed request (stream_large_bodies)
+        # upstream before `request` fires, and it may switch streaming on after this hook.
+        await self._decide(flow)
 
     async def request(self, flow: http.HTTPFlow) -> None:
+        state = self._flows.get(flow)
+        if state is None:
+            await self._decide(flow)  # a flow requestheaders did not see
+        elif flow.response is None and state.target not in (None, _target(flow.request)):
+            # Another addon re-targeted the flow after its token was chosen: choose again.
+            logger.debug(
+                "authgw: %s was re-targeted by another addon; deciding again", state.record.route
+            )
+            flow.request.headers.fields = state.headers_before
+            await self._decide(flow)
+        state = self._flows.get(flow)
+        if state is not None:
+            state.record.sent_at = time.time()
+
+    async def _decide(self, flow: http.HTTPFlow) -> None:
         rt = self._rt
         if rt is None or flow.response is not None:
             return
@@ -192,12 +213,23 @@ class AuthGateway:
             self._token_unavailable(
                 rt, flow, state.record, TokenUnavailable("internal", type(e).__name__)
             )
-        state.record.sent_at = time.time()
+        if flow.response is not None:
+            if _can_answer(flow):
+                flow.request.stream = False  # answered here: the body is read and dropped
+            else:
+                logger.info(
+                    "authgw: closing the connection instead of answering %d: mitmproxy cannot "
+                    "answer a request whose body it streams (stream_large_bodies)",
+                    flow.response.status_code,
+                )
+                flow.response = None
+                flow.kill()
 
     async def _inject(self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState) -> None:
         req, cfg, record = flow.request, rt.config, state.record
         if cfg.upstream_header and cfg.upstream_header in req.headers:
             _retarget(req, cfg, record)
+        state.target, state.headers_before = _target(req), req.headers.fields
         route = routing.match(cfg.routes, req.host, req.port)
         if route is None:
             if cfg.unmatched == "reject":
@@ -228,7 +260,7 @@ class AuthGateway:
             return
         finally:
             record.token_ms = (time.perf_counter() - started) * 1000
-        state.key, state.token = key, token
+        state.key, state.token, state.route = key, token, route
         record.kid = token.kid
         record.token_expires_in = token.seconds_left(self._clock())
         _rewrite_headers(req.headers, route, token, record)
@@ -246,8 +278,18 @@ class AuthGateway:
             "message": str(error),
             "at": self._clock(),
         }
-        logger.debug(
-            "authgw: route %s: token unavailable (%s): %s", route, error.error_class, error
+        now = time.monotonic()
+        if now - self._warned_at.get((route, error.error_class), -_WARN_EVERY) >= _WARN_EVERY:
+            self._warned_at[(route, error.error_class)] = now
+            level = logging.WARNING
+        else:
+            level = logging.DEBUG
+        logger.log(
+            level,
+            "authgw: route %s: token unavailable (%s): %s; answering 502",
+            route,
+            error.error_class,
+            error,
         )
         _answer(
             flow,
@@ -256,7 +298,26 @@ class AuthGateway:
             {"X-Authgw-Error": error.error_class},
         )
 
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._redact(flow)
+
+    def _redact(self, flow: http.HTTPFlow) -> None:
+        """Once the upstream has the request, keep only the token's fingerprint in the flow.
+
+        mitmproxy's own output (``-v``), saved flows (``-w``) and mitmweb show the flow
+        after this, and they must not show the token.
+        """
+        state = self._flows.get(flow)
+        if state is None or state.token is None or state.route is None:
+            return
+        route = state.route
+        if route.header in flow.request.headers:
+            flow.request.headers[route.header] = (
+                f"{route.prefix}<authgw redacted {state.token.fingerprint}>"
+            )
+
     def response(self, flow: http.HTTPFlow) -> None:
+        self._redact(flow)
         state = self._flows.get(flow)
         rt = self._rt
         if state is None or rt is None:
@@ -267,6 +328,7 @@ class AuthGateway:
         self._write(rt, flow, state, status)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._redact(flow)
         state = self._flows.get(flow)
         if state is not None and self._rt is not None:
             self._write(self._rt, flow, state, None)
@@ -319,6 +381,23 @@ class AuthGateway:
                 upstream_ms=upstream_ms,
             )
         )
+
+
+def _can_answer(flow: http.HTTPFlow) -> bool:
+    """False where mitmproxy would stream the request body, which it cannot do with a response."""
+    if not ctx.options.stream_large_bodies:
+        return True
+    if flow.request.stream:
+        return False
+    try:
+        size = expected_http_body_size(flow.request)
+    except ValueError:
+        return False
+    return size is not None and size >= 0
+
+
+def _target(req: http.Request) -> tuple[str, str, int]:
+    return req.scheme, req.host, req.port
 
 
 def _answer(

@@ -1,0 +1,309 @@
+"""authgw benchmarks: prints one table. Everything runs on loopback and stops by itself.
+
+    python scripts/bench.py                 # every section
+    python scripts/bench.py --only hook,cpu # some of them
+
+Sections:
+  hook  the addon's `request` hook on a cached token, per source: microseconds per call
+  cpu   mitmdump's CPU time per request: plain, with --modify-headers, with the
+        gateway (cached token), measured in turns, with ratios to plain
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import http.client
+import os
+import queue
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from authgw.addon import AuthGateway
+from authgw.cli import addon_script
+from authgw.sts_emulator import StsEmulator
+
+SECRET = "bench-secret-" + "x" * 40
+STATIC = "bench-static-token-0123456789"
+Row = tuple[str, str, str]
+
+
+class _Upstream(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def upstream() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def sts_env() -> Iterator[dict[str, str]]:
+    with StsEmulator() as sts, tempfile.TemporaryDirectory() as tmp:
+        yield {
+            "AWS_ENDPOINT_URL_STS": sts.url,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_CONFIG_FILE": f"{tmp}/none",
+            "AWS_SHARED_CREDENTIALS_FILE": f"{tmp}/none",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "BENCH_SECRET": SECRET,
+            "BENCH_STATIC": STATIC,
+        }
+
+
+def gateway_config(port: int) -> str:
+    return textwrap.dedent(f"""\
+        version: 1
+        routes:
+          - name: hmac
+            hosts: ["127.0.0.1:{port}"]
+            token: {{type: hmac, secret: {{env: BENCH_SECRET}}, claims: {{stackmon: dummy}},
+                     lifetime: 3600}}
+          - name: static
+            hosts: ["static.bench:{port}"]
+            token: {{type: static, value: {{env: BENCH_STATIC}}}}
+          - name: sts
+            hosts: ["sts.bench:{port}"]
+            token: {{type: sts, audience: dynamic}}
+        """)
+
+
+# -- hook -------------------------------------------------------------------------
+
+
+def bench_hook(calls: int, rounds: int) -> list[Row]:
+    from mitmproxy.test import taddons, tflow, tutils
+
+    rows: list[Row] = []
+    with sts_env() as env, tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(env)
+        config = Path(tmp) / "gateway.yaml"
+        config.write_text(gateway_config(8443))
+
+        async def measure() -> dict[str, float]:
+            addon = AuthGateway()
+            results: dict[str, float] = {}
+            with taddons.context(addon) as tctx:
+                tctx.configure(addon, authgw_config=str(config))
+                for source, host in (
+                    ("hmac", "127.0.0.1"),
+                    ("static", "static.bench"),
+                    ("sts", "sts.bench"),
+                ):
+
+                    def make(host: str = host) -> Any:
+                        return tflow.tflow(req=tutils.treq(host=host, port=8443, scheme=b"https"))
+
+                    warm = make()
+                    await addon.request(warm)  # fill the cache
+                    assert warm.response is None, warm.response
+                    best = []
+                    for _ in range(rounds):
+                        flows = [make() for _ in range(calls)]
+                        gc.collect()
+                        gc.disable()  # as timeit does: the flows made above are not our cost
+                        start = time.perf_counter()
+                        for f in flows:
+                            await addon.request(f)
+                        best.append((time.perf_counter() - start) / calls * 1e6)
+                        gc.enable()
+                    results[source] = statistics.median(best)
+                addon.done()
+            return results
+
+        for source, us in asyncio.run(measure()).items():
+            rows.append(
+                (
+                    f"request hook, cached {source} token",
+                    f"{us:.1f} us/call",
+                    f"median of {rounds} x {calls} calls",
+                )
+            )
+    return rows
+
+
+# -- cpu --------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Mitmdump:
+    """A mitmdump process on a free loopback port; its output is drained, not shown."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], cwd: str) -> None:
+        argv = [
+            sys.executable,
+            "-c",
+            "from mitmproxy.tools.main import mitmdump; mitmdump()",
+            "--set",
+            "flow_detail=0",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._drain, args=(lines,), daemon=True).start()
+        deadline = time.monotonic() + 30
+        self.port = 0
+        while not self.port and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            match = re.search(r"listening at .*:(\d+)\.", line)
+            if match:
+                self.port = int(match.group(1))
+        if not self.port:
+            self.stop()
+            raise RuntimeError(f"mitmdump did not start: {' '.join(args)}")
+
+    def _drain(self, lines: queue.Queue[str]) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            lines.put(line)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _drive(proxy_port: int, url: str, requests: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+    try:
+        for _ in range(requests):
+            conn.request("GET", url)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"unexpected {resp.status}")
+    finally:
+        conn.close()
+
+
+def bench_cpu(requests: int, rounds: int) -> list[Row]:
+    rows: list[Row] = []
+    with upstream() as port, sts_env() as extra, tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+        env.update(extra)
+        config = Path(tmp) / "gateway.yaml"
+        config.write_text(gateway_config(port))
+        variants: dict[str, list[str]] = {
+            "plain mitmdump": [],
+            "--modify-headers static token": [
+                "--modify-headers",
+                f"/~q/Authorization/Bearer {STATIC}",
+            ],
+            "gateway, cached hmac token": [
+                "-s",
+                str(addon_script()),
+                "--set",
+                f"authgw_config={config}",
+            ],
+        }
+        procs = {name: Mitmdump(args, env, tmp) for name, args in variants.items()}
+        url = f"http://127.0.0.1:{port}/"
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        try:
+            for proc in procs.values():
+                _drive(proc.port, url, 200)  # warm up: imports, connections, the cache
+            for _ in range(rounds):
+                for name, proc in procs.items():  # in turns, so drift hits all alike
+                    before = _cpu_seconds(proc.proc.pid)
+                    _drive(proc.port, url, requests)
+                    samples[name].append((_cpu_seconds(proc.proc.pid) - before) / requests)
+        finally:
+            for proc in procs.values():
+                proc.stop()
+    plain = statistics.median(samples["plain mitmdump"])
+    for name, values in samples.items():
+        cost = statistics.median(values)
+        rows.append(
+            (
+                f"mitmdump CPU/request, {name}",
+                f"{cost * 1e6:.0f} us",
+                f"x{cost / plain:.3f} of plain (median of {rounds} turns x {requests})",
+            )
+        )
+    return rows
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "hook": lambda a: bench_hook(a.calls, a.rounds),
+    "cpu": lambda a: bench_cpu(a.requests, a.rounds),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections ({', '.join(SECTIONS)})",
+    )
+    parser.add_argument("--calls", type=int, default=20000, help="hook calls per round")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per cpu turn")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (median reported)")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    for name in args.only.split(","):
+        rows.extend(SECTIONS[name.strip()](args))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"authgw bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(
+        "| "
+        + " | ".join(h.ljust(w) for h, w in zip(("what", "result", "how"), widths, strict=True))
+        + " |"
+    )
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import jwt
+import pytest
+
+from authgw import cli
+from authgw.tokens import fingerprint
+
+SECRET = "cli-test-secret-value-with-32-bytes-or-more"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+CONFIG = """\
+    version: 1
+    routes:
+      - name: status_dashboard
+        hosts: [status-dashboard.example.com, "*.dash.example"]
+        token: {type: hmac, secret: {env: CLI_SECRET}, claims: {stackmon: dummy}}
+      - name: gateway
+        hosts: [gateway.internal]
+        token: {type: static, value: {file: token.txt}}
+"""
+
+
+def test_check_lists_routes_with_fingerprints_never_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLI_SECRET", SECRET)
+    (tmp_path / "token.txt").write_text("static-token-for-cli-test\n")
+    assert cli.main(["check", "-c", str(write(tmp_path, CONFIG))]) == 0
+    out = capsys.readouterr()
+    assert "OK, 2 route(s)" in out.out
+    assert f"env CLI_SECRET {fingerprint(SECRET)}" in out.out
+    assert fingerprint("static-token-for-cli-test") in out.out
+    assert "status-dashboard.example.com, *.dash.example" in out.out
+    assert SECRET not in out.out + out.err
+    assert "static-token-for-cli-test" not in out.out + out.err
+
+
+def test_check_exits_1_with_the_field_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CLI_SECRET", raising=False)
+    (tmp_path / "token.txt").write_text("x")
+    assert cli.main(["check", "-c", str(write(tmp_path, CONFIG))]) == 1
+    assert "routes[0].token.secret: env var CLI_SECRET is not set" in capsys.readouterr().err
+    bad = write(tmp_path, CONFIG.replace("type: hmac,", "type: hmac, algorithm: HS999,"))
+    assert cli.main(["check", "-c", str(bad)]) == 1
+    assert "routes[0].token.algorithm: HS999 is not one of" in capsys.readouterr().err
+
+
+def test_check_warns_about_literal_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "token.txt").write_text("x")
+    path = write(tmp_path, CONFIG.replace("{env: CLI_SECRET}", "literal-secret-in-file-xyz"))
+    assert cli.main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "warning: routes[0].token.secret is a literal" in out.err
+    assert "literal-secret-in-file-xyz" not in out.out + out.err
+
+
+def test_decode_shows_header_claims_and_times(capsys: pytest.CaptureFixture[str]) -> None:
+    token = jwt.encode({"stackmon": "dummy", "exp": 4_102_444_800}, SECRET, algorithm="HS256")
+    assert cli.main(["decode", f"Bearer {token}"]) == 0
+    out = capsys.readouterr().out
+    assert '"stackmon": "dummy"' in out and '"alg": "HS256"' in out
+    assert "exp: 2100-01-01 00:00:00 UTC (in " in out
+    assert "not verified" in out
+
+
+def test_decode_reads_stdin_and_rejects_non_jwt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("not-a-jwt\n"))
+    assert cli.main(["decode", "-"]) == 2
+    assert "not a JWT" in capsys.readouterr().err
+
+
+def test_run_builds_the_mitmdump_command(tmp_path: Path) -> None:
+    argv = cli.mitmdump_argv(tmp_path / "gw.yaml", ["--mode", "reverse:http://127.0.0.1:1"])
+    assert argv[3:5] == ["-s", str(cli.addon_script())]
+    assert cli.addon_script().name == "auth_gateway.py" and cli.addon_script().exists()
+    assert argv[5:] == [
+        "--set",
+        f"authgw_config={tmp_path / 'gw.yaml'}",
+        "--mode",
+        "reverse:http://127.0.0.1:1",
+    ]
+
+
+def test_run_refuses_an_invalid_config_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["run", "-c", str(tmp_path / "missing.yaml")]) == 1
+    assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_passthrough_args_only_for_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["decode", "x", "--", "-v"]) == 2

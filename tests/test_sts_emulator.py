@@ -681,7 +681,7 @@ def test_serve_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         status, body = http("GET", url + "/.well-known/openid-configuration")
         assert status == 200 and json.loads(body)["issuer"] == url
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=5) == 0
+        assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -14,16 +14,19 @@ replaced by its fingerprint, so mitmproxy's own output and saved flows never sho
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar, cast
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http.http1 import expected_http_body_size
 
@@ -32,6 +35,13 @@ from authgw import routing, sources
 from authgw.cache import CacheKey, TokenCache
 from authgw.config import Config, ConfigError, Route
 from authgw.flowlog import FlowLog, FlowRecord, make_line
+from authgw.metrics import (
+    NO_ROUTE,
+    Metrics,
+    MetricsServer,
+    status_document,
+    upstream_error_type,
+)
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable
 
 logger = logging.getLogger(__name__)
@@ -63,6 +73,14 @@ class _FlowState:
     headers_before: tuple[tuple[bytes, bytes], ...] = ()
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _command(name: str) -> Callable[[_F], _F]:
+    """mitmproxy's command decorator, with the type it has."""
+    return cast(Callable[[_F], _F], command.command(name))
+
+
 class _Answered(Exception):
     """The gateway answered the request itself (400/403); carries the response."""
 
@@ -74,12 +92,17 @@ class _Answered(Exception):
 
 
 class AuthGateway:
-    def __init__(self, *, clock: Any = time.time) -> None:
+    def __init__(self, *, clock: Any = time.time, watch_interval: float = 1.0) -> None:
         self._clock = clock
+        self._watch_interval = watch_interval
         self._rt: _Runtime | None = None
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = (
             weakref.WeakKeyDictionary()
         )
+        self.metrics = Metrics()
+        self._server: MetricsServer | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._warned_optional: set[str] = set()
         self._warned_at: dict[tuple[str, str], float] = {}
         self._hinted = False
@@ -111,41 +134,59 @@ class AuthGateway:
             return
         path = ctx.options.authgw_config
         if not path:
-            self._close_runtime()
+            self._shutdown()
             if not self._hinted:
                 self._hinted = True
                 logger.info("authgw: no config; set authgw_config=gateway.yaml to inject tokens")
             return
+        stamp = _stamp(Path(path))  # before reading, so a change while we read is seen
         try:
-            self._rt = self._build(configmod.load(path), self._rt)
+            self._apply(configmod.load(path))
         except ConfigError as e:
             raise exceptions.OptionsError(f"authgw_config: {e}") from e  # type: ignore[no-untyped-call]
+        self._start_watching(Path(path), stamp)
 
-    def _build(self, cfg: Config, old: _Runtime | None) -> _Runtime:
+    def running(self) -> None:
+        if ctx.options.authgw_config and self._watcher is None:
+            path = Path(ctx.options.authgw_config)
+            self._start_watching(path, _stamp(path))
+
+    def _apply(self, cfg: Config) -> None:
+        """Build everything for ``cfg`` and swap it in whole, or raise ConfigError and keep
+        what runs now."""
+        old = self._rt
         for warning in cfg.warnings:
             logger.warning("authgw: %s", warning)
         built, notes = sources.build_all(cfg, clock=self._clock)
+        flowlog = self._open_flowlog(cfg, old)
+        try:
+            server = self._metrics_server(cfg)
+        except ConfigError:
+            if flowlog is not None and (old is None or flowlog is not old.flowlog):
+                flowlog.close()
+            raise
         for note in notes:
             logger.warning("authgw: %s", note)
-        cache = TokenCache(cfg.cache, clock=self._clock)
         if old is not None and old.config.cache == cfg.cache:
             cache = old.cache
             old_routes = {r.name: r for r in old.config.routes}
-            for route in cfg.routes:
-                if old_routes.get(route.name) != route:
-                    cache.drop_route(route.name)
-            for name in set(old_routes) - {r.name for r in cfg.routes}:
+            changed = [r.name for r in cfg.routes if old_routes.get(r.name) != r]
+            for name in [*changed, *(set(old_routes) - {r.name for r in cfg.routes})]:
                 cache.drop_route(name)
-        flowlog = self._open_flowlog(cfg, old)
+        else:
+            cache = TokenCache(cfg.cache, clock=self._clock, observer=self.metrics)
+        self._rt = _Runtime(config=cfg, sources=built, cache=cache, flowlog=flowlog)
+        self.metrics.bind({name: src.kind for name, src in built.items()}, cache)
         if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
             old.flowlog.close()
+        if server is not self._server:
+            self._replace_server(server)
         if getattr(ctx.options, "map_remote", None):
             logger.warning(
                 "authgw: map_remote runs after authgw, so a token is chosen for the host the "
                 "client asked for, not the one map_remote sends the request to"
             )
         logger.info("authgw: %d route(s) from %s", len(cfg.routes), ctx.options.authgw_config)
-        return _Runtime(config=cfg, sources=built, cache=cache, flowlog=flowlog)
 
     def _open_flowlog(self, cfg: Config, old: _Runtime | None) -> FlowLog | None:
         option = ctx.options.authgw_flowlog
@@ -160,13 +201,112 @@ class AuthGateway:
             where = "authgw_flowlog" if option else "flowlog"
             raise ConfigError(where, f"cannot open {path} for writing: {e.strerror}") from e
 
-    def _close_runtime(self) -> None:
+    def _metrics_server(self, cfg: Config) -> MetricsServer | None:
+        option = ctx.options.authgw_metrics
+        where = "authgw_metrics" if option else "metrics"
+        address = cfg.metrics
+        if option:
+            try:
+                host, port = routing.parse_host_port(option)
+            except ValueError as e:
+                raise ConfigError(where, f"{e} (expected host:port)") from e
+            if port is None:
+                raise ConfigError(where, f"{option!r} has no port (expected host:port)")
+            address = (host, port)
+        if address is None:
+            return None
+        if self._server is not None and self._server.address == address:
+            return self._server
+        try:
+            return MetricsServer(address[0], address[1], self.metrics, self.status)
+        except OSError as e:
+            raise ConfigError(
+                where, f"cannot listen on {address[0]}:{address[1]}: {e.strerror}"
+            ) from e
+
+    def _replace_server(self, server: MetricsServer | None) -> None:
+        old, self._server = self._server, server
+        if old is not None:
+            self._spawn(old.close())
+        if server is not None:
+            self._spawn(server.start())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_watching(self, path: Path, stamp: bytes | None) -> None:
+        """Poll the config file (once a second; it is small) and reload when it changes."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        try:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(path, stamp))
+        except RuntimeError:
+            self._watcher = None  # no event loop yet: `running` starts it
+
+    async def _watch(self, path: Path, stamp: bytes | None) -> None:
+        while True:
+            await asyncio.sleep(self._watch_interval)
+            now = _stamp(path)
+            if now != stamp:
+                stamp = now
+                self._reload("the config file changed")
+
+    def _reload(self, why: str) -> bool:
+        path = ctx.options.authgw_config
+        if not path:
+            return False
+        try:
+            self._apply(configmod.load(path))
+        except ConfigError as e:
+            logger.error(
+                "authgw: %s: the new config is invalid; the running config stays: %s", why, e
+            )
+            return False
+        logger.info("authgw: reloaded %s (%s)", path, why)
+        return True
+
+    def _shutdown(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self._server is not None:
+            self._replace_server(None)
         if self._rt is not None and self._rt.flowlog is not None:
             self._rt.flowlog.close()
         self._rt = None
 
     def done(self) -> None:
-        self._close_runtime()
+        self._shutdown()
+
+    # -- commands --------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The status document of /status (fingerprints and expiries, never secrets)."""
+        rt = self._rt
+        if rt is None:
+            return {"routes": [], "tokens": [], "note": "authgw_config is not set"}
+        return status_document(rt.config, rt.sources, rt.cache, rt.last_errors, self._clock())
+
+    @_command("authgw.status")
+    def status_command(self) -> str:
+        """The gateway's routes, cached tokens and last errors, as JSON."""
+        return json.dumps(self.status(), indent=2)
+
+    @_command("authgw.flush")
+    def flush(self) -> None:
+        """Drop every cached token; the next request for each fetches a fresh one."""
+        if self._rt is not None:
+            logger.info("authgw: flushed %d cached token(s)", self._rt.cache.clear())
+
+    @_command("authgw.reload")
+    def reload(self) -> None:
+        """Re-read the config file now; an invalid one is refused and the running one stays."""
+        if not ctx.options.authgw_config:
+            raise exceptions.CommandError("authgw_config is not set")
+        if not self._reload("authgw.reload"):
+            raise exceptions.CommandError("the config is invalid; see the log")
 
     # -- hooks -----------------------------------------------------------------
 
@@ -185,12 +325,12 @@ class AuthGateway:
                 "authgw: %s was re-targeted by another addon; deciding again", state.record.route
             )
             flow.request.headers.fields = state.headers_before
-            await self._decide(flow)
+            await self._decide(flow, count=False)
         state = self._flows.get(flow)
         if state is not None:
             state.record.sent_at = time.time()
 
-    async def _decide(self, flow: http.HTTPFlow) -> None:
+    async def _decide(self, flow: http.HTTPFlow, *, count: bool = True) -> None:
         rt = self._rt
         if rt is None or flow.response is not None:
             return
@@ -213,6 +353,8 @@ class AuthGateway:
             self._token_unavailable(
                 rt, flow, state.record, TokenUnavailable("internal", type(e).__name__)
             )
+        if count:
+            self.metrics.requests.labels(state.record.route or NO_ROUTE, state.record.action).inc()
         if flow.response is not None:
             if _can_answer(flow):
                 flow.request.stream = False  # answered here: the body is read and dropped
@@ -318,25 +460,25 @@ class AuthGateway:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._redact(flow)
-        state = self._flows.get(flow)
-        rt = self._rt
+        state, rt = self._flows.get(flow), self._rt
         if state is None or rt is None:
             return
         status = flow.response.status_code if flow.response else None
         if status in (401, 403) and state.record.action == "injected":
             self._upstream_rejected(rt, flow, state, status)
-        self._write(rt, flow, state, status)
+        self._finish(rt, flow, state, status)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._redact(flow)
-        state = self._flows.get(flow)
-        if state is not None and self._rt is not None:
-            self._write(self._rt, flow, state, None)
+        state, rt = self._flows.get(flow), self._rt
+        if state is not None and rt is not None:
+            self._finish(rt, flow, state, None)
 
     def _upstream_rejected(
         self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState, status: int
     ) -> None:
         token = state.token
+        self.metrics.auth_rejections.labels(state.record.route, str(status)).inc()
         if state.key is not None:
             rt.cache.drop(state.key)
         left = token.seconds_left(self._clock()) if token else None
@@ -352,20 +494,27 @@ class AuthGateway:
             f", WWW-Authenticate: {challenge[:200]}" if challenge else "",
         )
 
-    def _write(
+    def _finish(
         self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState, status: int | None
     ) -> None:
-        if rt.flowlog is None:
-            return
+        """Upstream timing into the histogram, and the flow's record into the flow log."""
         record, req = state.record, flow.request
         upstream_ms = None
-        if (
-            flow.response is not None
-            and record.sent_at is not None
-            and record.action in ("injected", "passthrough")
-        ):
-            end = flow.response.timestamp_end or flow.response.timestamp_start
-            upstream_ms = max(0.0, (end - record.sent_at) * 1000) if end else None
+        if record.sent_at is not None and record.action in ("injected", "passthrough"):
+            if flow.response is not None:
+                end = flow.response.timestamp_end or flow.response.timestamp_start
+                error_type = "none"
+            else:
+                end = time.time()
+                message = flow.error.msg if flow.error else ""
+                error_type = upstream_error_type(message)
+            upstream_ms = max(0.0, ((end or time.time()) - record.sent_at) * 1000)
+            if not (flow.error and flow.error.msg == flow.error.KILLED_MESSAGE):
+                self.metrics.upstream_duration.labels(record.route or NO_ROUTE, error_type).observe(
+                    upstream_ms / 1000
+                )
+        if rt.flowlog is None:
+            return
         client = flow.client_conn.peername
         rt.flowlog.write(
             make_line(
@@ -385,7 +534,7 @@ class AuthGateway:
 
 def _can_answer(flow: http.HTTPFlow) -> bool:
     """False where mitmproxy would stream the request body, which it cannot do with a response."""
-    if not ctx.options.stream_large_bodies:
+    if not getattr(ctx.options, "stream_large_bodies", None):
         return True
     if flow.request.stream:
         return False
@@ -394,6 +543,14 @@ def _can_answer(flow: http.HTTPFlow) -> bool:
     except ValueError:
         return False
     return size is not None and size >= 0
+
+
+def _stamp(path: Path) -> bytes | None:
+    """The config file's content digest: mtimes can tie when a file is rewritten quickly."""
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None
 
 
 def _target(req: http.Request) -> tuple[str, str, int]:

@@ -8,7 +8,14 @@ from typing import Any
 
 from authgw.config import StaticTokenConfig
 from authgw.sources import Clock, SecretReader
-from authgw.tokens import ExpiredToken, Token, TokenUnavailable, token_from_jwt
+from authgw.tokens import (
+    ExpiredToken,
+    MissingSecret,
+    Token,
+    TokenUnavailable,
+    peek,
+    token_from_jwt,
+)
 
 
 class StaticSource:
@@ -55,8 +62,15 @@ class StaticSource:
         return token
 
     def describe(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "source": self.kind,
             "secret": self.config.value.describe(),
             "secret_fingerprint": self.value.fingerprint_or_none(),
         }
+        try:
+            peeked = peek(self.value.read().decode("ascii", "replace").strip())
+        except MissingSecret:
+            peeked = None
+        if peeked is not None and peeked.exp is not None:
+            info["expires_at"] = peeked.exp
+        return info

@@ -1,0 +1,255 @@
+"""Prometheus metrics and the status document, served on their own loopback port.
+
+Label values are bounded by the config, never by traffic: route names, source kinds,
+error classes, outcomes and status codes; never a host or an audience. The server
+runs on mitmproxy's event loop, so ``/status`` reads the cache from the thread that
+owns it.
+
+    GET /metrics   Prometheus text format
+    GET /status    JSON: routes, sources, fingerprints, cached tokens, last errors
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from authgw.cache import CacheKey, TokenCache
+from authgw.config import Config
+from authgw.tokens import TokenUnavailable
+
+logger = logging.getLogger(__name__)
+
+NO_ROUTE = "-"  # the route label of requests no route matched
+DAY = 86_400.0
+
+
+class Metrics:
+    """The gateway's metrics, in a registry of their own (not prometheus_client's global)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.token_fetch = Counter(
+            "authgw_token_fetch",
+            "Token fetches from a source, by result and error class",
+            ["route", "source", "result", "error_class"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "authgw_token_cache_hits", "Requests served a cached token", ["route"], registry=r
+        )
+        self.cache_misses = Counter(
+            "authgw_token_cache_misses",
+            "Requests that found no usable cached token",
+            ["route"],
+            registry=r,
+        )
+        self.cache_entries = Gauge(
+            "authgw_token_cache_entries", "Tokens in the cache now", registry=r
+        )
+        self.cache_evictions = Counter(
+            "authgw_token_cache_evictions", "Tokens evicted to keep the cache bound", registry=r
+        )
+        self.requests = Counter(
+            "authgw_requests",
+            "Requests by route and what the gateway did",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "authgw_upstream_request_duration_seconds",
+            "From forwarding the request to the end of the response (or the error)",
+            ["route", "error_type"],
+            registry=r,
+        )
+        self.auth_rejections = Counter(
+            "authgw_upstream_auth_rejections",
+            "Upstream 401/403 answers to injected tokens",
+            ["route", "status"],
+            registry=r,
+        )
+        self._sources: Mapping[str, str] = {}
+        self._cache_size: Callable[[], int] = lambda: 0
+        self.cache_entries.set_function(lambda: float(self._cache_size()))
+
+    def bind(self, sources: Mapping[str, str], cache: TokenCache) -> None:
+        """Follow a (new) runtime: route -> source kind, and the cache to measure."""
+        self._sources = dict(sources)
+        self._cache_size = cache.__len__
+
+    # CacheObserver
+    def hit(self, key: CacheKey) -> None:
+        self.cache_hits.labels(key.route).inc()
+
+    def miss(self, key: CacheKey) -> None:
+        self.cache_misses.labels(key.route).inc()
+
+    def evicted(self, key: CacheKey) -> None:
+        self.cache_evictions.inc()
+
+    def fetched(self, key: CacheKey, error: TokenUnavailable | None, seconds: float) -> None:
+        source = self._sources.get(key.route, "unknown")
+        if error is None:
+            self.token_fetch.labels(key.route, source, "ok", "").inc()
+        else:
+            self.token_fetch.labels(key.route, source, "error", error.error_class).inc()
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def upstream_error_type(message: str) -> str:
+    """timeout, connection_refused, tls or unknown, from a flow's error message."""
+    text = message.lower()
+    if "timed out" in text or "timeout" in text:
+        return "timeout"
+    if "refused" in text:
+        return "connection_refused"
+    if "tls" in text or "ssl" in text or "certificate" in text:
+        return "tls"
+    return "unknown"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def status_document(
+    config: Config,
+    sources: Mapping[str, Any],
+    cache: TokenCache,
+    last_errors: Mapping[str, Mapping[str, Any]],
+    now: float,
+) -> dict[str, Any]:
+    """What ``/status`` and ``authgw.status`` show: fingerprints and expiries, never a secret."""
+    routes = []
+    for route in config.routes:
+        info = dict(sources[route.name].describe())
+        expires_at = info.pop("expires_at", None)
+        if expires_at is not None:
+            left = expires_at - now
+            info["token_expires_at"] = _iso(expires_at)
+            info["token_expires_in"] = round(left)
+            info["flag"] = (
+                "expired" if left <= 0 else "expires_within_a_day" if left < DAY else None
+            )
+        routes.append(
+            {
+                "name": route.name,
+                "hosts": [p.text for p in route.hosts],
+                "header": route.header,
+                **info,
+                "last_error": last_errors.get(route.name),
+            }
+        )
+    tokens = []
+    for key, token in cache.items():
+        left = token.seconds_left(now)
+        tokens.append(
+            {
+                "route": key.route,
+                "audience": list(key.audience),
+                "source": token.source,
+                "kid": token.kid,
+                "fingerprint": token.fingerprint,
+                "expires_at": _iso(token.expires_at),
+                "seconds_left": None if left is None else round(left),
+            }
+        )
+    failures = [
+        {"route": key.route, "audience": list(key.audience), **failure}
+        for key, failure in cache.failures().items()
+    ]
+    return {
+        "now": _iso(now),
+        "routes": routes,
+        "cache": {"entries": len(tokens), "max_entries": config.cache.max_entries},
+        "tokens": sorted(tokens, key=lambda t: (t["route"], t["audience"])),
+        "backoff": failures,
+        "unmatched_errors": last_errors.get(NO_ROUTE),
+    }
+
+
+class MetricsServer:
+    """A minimal HTTP/1.0 server on the event loop for /metrics and /status.
+
+    The socket is bound when the server is made, so a busy or forbidden address is an
+    error at configure time (mitmdump refuses to start), not a log line later.
+    """
+
+    def __init__(
+        self, host: str, port: int, metrics: Metrics, status: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.address = (host, port)
+        self._metrics = metrics
+        self._status = status
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((host, port))
+            self._sock.listen(64)
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+        self.port = self._sock.getsockname()[1]
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, sock=self._sock)
+        logger.info(
+            "authgw: metrics and status on http://%s:%d/metrics and /status",
+            self.address[0],
+            self.port,
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        else:
+            self._sock.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            method, _, rest = request.decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            if method != "GET":
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self._metrics.text()
+            elif path == "/status":
+                body = json.dumps(self._status(), indent=2).encode() + b"\n"
+                status, ctype = "200 OK", "application/json"
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"/metrics or /status\n"
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ConnectionError,
+        ):
+            pass
+        except Exception:  # noqa: BLE001 - a status bug must not take the proxy down
+            logger.exception("authgw: metrics server failed to answer")
+        finally:
+            writer.close()

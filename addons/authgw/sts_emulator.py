@@ -30,6 +30,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 import unicodedata
@@ -366,6 +367,13 @@ def _iso8601(epoch: int) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its own timeout) is not the emulator's error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
     emulator: StsEmulator
 
 

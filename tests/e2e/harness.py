@@ -200,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # so server_close() joins every handler thread
     block_on_close = True
+    request_queue_size = 256  # socketserver's 5 makes bursts wait out TCP SYN retries
 
     def __init__(self, upstream: Upstream, tls: ssl.SSLContext | None) -> None:
         self.upstream = upstream

@@ -13,6 +13,11 @@ Sections:
         Real boto3 calls to the STS emulator; token time runs 600x faster than the
         wall clock (one clock shared by emulator and cache), so an hour-long token
         lives 6 s and several refreshes fit in a short run.
+  cold  200 concurrent requests for a new audience through mitmdump: STS calls
+  hosts 100,000 distinct hosts through a `*` route with `audience: dynamic` and
+        `max_entries: 1000` (mitmdump in upstream mode towards a local stand-in
+        proxy, so no name is ever resolved): peak cache entries, RSS growth
+  start mitmdump start-up time to "listening", without and with an STS route
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import gc
 import http.client
+import json
 import os
 import queue
 import re
@@ -47,6 +53,11 @@ STATIC = "bench-static-token-0123456789"
 Row = tuple[str, str, str]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # socketserver's 5 makes bursts wait out TCP SYN retries
+
+
 class _Upstream(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -67,7 +78,7 @@ class _Upstream(BaseHTTPRequestHandler):
 
 @contextmanager
 def upstream() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    server = _Server(("127.0.0.1", 0), _Upstream)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -225,7 +236,7 @@ class Mitmdump:
 
 
 def _drive(proxy_port: int, url: str, requests: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
     try:
         for _ in range(requests):
             conn.request("GET", url)
@@ -376,10 +387,258 @@ def bench_refresh(requests: int, seconds: float) -> list[Row]:
     return rows
 
 
+# -- cold, hosts, start ------------------------------------------------------------
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _metric(port: int, name: str) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def bench_cold(concurrency: int) -> list[Row]:
+    with upstream() as port, sts_env() as extra, tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+        env.update(extra)
+        config = Path(tmp) / "gateway.yaml"
+        config.write_text(
+            textwrap.dedent(f"""\
+            version: 1
+            routes:
+              - name: sts
+                hosts: ["127.0.0.1:{port}"]
+                token: {{type: sts, audience: dynamic}}
+            """)
+        )
+        gw = Mitmdump(["-s", str(addon_script()), "--set", f"authgw_config={config}"], env, tmp)
+        endpoint = env["AWS_ENDPOINT_URL_STS"]
+        try:
+            calls_before = _emulator_calls(endpoint)
+            _post_json(endpoint + "/_emulator/faults", {"latency": 0.3})
+            barrier = threading.Barrier(concurrency)
+            failures: list[str] = []
+
+            def one() -> None:
+                barrier.wait(timeout=30)
+                try:
+                    _drive(gw.port, f"http://127.0.0.1:{port}/", 1)
+                except Exception as e:  # noqa: BLE001 - counted, not raised
+                    failures.append(type(e).__name__)
+
+            threads = [threading.Thread(target=one) for _ in range(concurrency)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            calls = _emulator_calls(endpoint) - calls_before
+        finally:
+            gw.stop()
+    return [
+        (
+            f"cold start: {concurrency} concurrent requests, new audience -> STS calls",
+            str(calls),
+            f"{len(failures)} failed requests (target: 1 call)",
+        )
+    ]
+
+
+def _emulator_calls(endpoint: str) -> int:
+    conn = http.client.HTTPConnection(endpoint.removeprefix("http://"), timeout=10)
+    try:
+        conn.request("GET", "/_emulator/calls")
+        return int(json.loads(conn.getresponse().read())["call_count"])
+    finally:
+        conn.close()
+
+
+def _post_json(url: str, body: dict[str, Any]) -> None:
+    host, _, path = url.removeprefix("http://").partition("/")
+    conn = http.client.HTTPConnection(host, timeout=10)
+    try:
+        conn.request("POST", "/" + path, json.dumps(body), {"Content-Type": "application/json"})
+        conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+class _AnyHostProxy(BaseHTTPRequestHandler):
+    """Stands in for an upstream proxy: answers 200 to every absolute-form request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        # mitmproxy keeps one upstream connection per host a client names; closing them
+        # keeps 100,000 hosts from meaning 100,000 open sockets and threads here.
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def bench_hosts(hosts: int, max_entries: int) -> list[Row]:
+    server = _Server(("127.0.0.1", 0), _AnyHostProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy_port = server.server_address[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "gateway.yaml"
+        config.write_text(
+            textwrap.dedent(f"""\
+            version: 1
+            cache: {{max_entries: {max_entries}}}
+            routes:
+              - name: any
+                hosts: ["*"]
+                allow_http: true
+                token: {{type: hmac, secret: {{env: BENCH_SECRET}}, audience: dynamic,
+                         lifetime: 3600}}
+            """)
+        )
+        env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+        env["BENCH_SECRET"] = SECRET
+        metrics_sock = socket.socket()
+        metrics_sock.bind(("127.0.0.1", 0))
+        metrics_port = metrics_sock.getsockname()[1]
+        metrics_sock.close()
+        gw = Mitmdump(
+            [
+                "--mode",
+                f"upstream:http://127.0.0.1:{proxy_port}",
+                "-s",
+                str(addon_script()),
+                "--set",
+                f"authgw_config={config}",
+                "--set",
+                f"authgw_metrics=127.0.0.1:{metrics_port}",
+            ],
+            env,
+            tmp,
+        )
+        peak_entries = 0.0
+        try:
+            _drive_hosts(gw.port, range(1000), prefix="warm")  # imports, buffers, first tokens
+            rss_before = _status_kib(gw.proc.pid, "VmRSS")
+            per_client = hosts // 4
+            threads = [
+                threading.Thread(
+                    target=_drive_hosts, args=(gw.port, range(i * per_client, (i + 1) * per_client))
+                )
+                for i in range(4)
+            ]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                peak_entries = max(
+                    peak_entries, _metric(metrics_port, "authgw_token_cache_entries")
+                )
+                time.sleep(0.5)
+            peak_entries = max(peak_entries, _metric(metrics_port, "authgw_token_cache_entries"))
+            evictions = _metric(metrics_port, "authgw_token_cache_evictions_total")
+            rss_after = _status_kib(gw.proc.pid, "VmRSS")
+            hwm = _status_kib(gw.proc.pid, "VmHWM")
+        finally:
+            gw.stop()
+            server.shutdown()
+            server.server_close()
+    return [
+        (
+            f"{hosts} distinct hosts, max_entries {max_entries}: peak cache entries",
+            f"{peak_entries:.0f}",
+            f"{evictions:.0f} evictions (target: never above {max_entries})",
+        ),
+        (
+            f"{hosts} distinct hosts: RSS growth after warm-up",
+            f"{(rss_after - rss_before) / 1024:.1f} MB",
+            f"RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MB, peak {hwm / 1024:.0f} MB "
+            "(target: growth under 50 MB)",
+        ),
+    ]
+
+
+def _drive_hosts(proxy_port: int, numbers: range, prefix: str = "h") -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
+    try:
+        for n in numbers:
+            conn.request("GET", f"http://{prefix}{n}.bench.example/")
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"unexpected {resp.status}")
+    finally:
+        conn.close()
+
+
+def bench_start(rounds: int) -> list[Row]:
+    rows: list[Row] = []
+    with sts_env() as extra, tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+        env.update(extra)
+        configs = {
+            "no STS route": gateway_config(8443).split("          - name: sts")[0],
+            "with an STS route": gateway_config(8443),
+        }
+        times: dict[str, list[float]] = {name: [] for name in configs}
+        for _ in range(rounds):
+            for name, text in configs.items():
+                config = Path(tmp) / f"{name.replace(' ', '_')}.yaml"
+                config.write_text(text)
+                started = time.perf_counter()
+                gw = Mitmdump(
+                    ["-s", str(addon_script()), "--set", f"authgw_config={config}"], env, tmp
+                )
+                times[name].append(time.perf_counter() - started)
+                gw.stop()
+        plain: list[float] = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            Mitmdump([], env, tmp).stop()
+            plain.append(time.perf_counter() - started)
+    rows.append(
+        (
+            "mitmdump start-up, no addon",
+            f"{statistics.median(plain) * 1000:.0f} ms",
+            f"median of {rounds}",
+        )
+    )
+    for name, values in times.items():
+        rows.append(
+            (
+                f"mitmdump start-up, gateway, {name}",
+                f"{statistics.median(values) * 1000:.0f} ms",
+                f"median of {rounds}",
+            )
+        )
+    return rows
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "hook": lambda a: bench_hook(a.calls, a.rounds),
     "cpu": lambda a: bench_cpu(a.requests, a.rounds),
     "refresh": lambda a: bench_refresh(10_000, a.refresh_seconds),
+    "cold": lambda a: bench_cold(200),
+    "hosts": lambda a: bench_hosts(a.hosts, 1000),
+    "start": lambda a: bench_start(a.rounds),
 }
 
 
@@ -393,6 +652,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20000, help="hook calls per round")
     parser.add_argument("--requests", type=int, default=2000, help="requests per cpu turn")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (median reported)")
+    parser.add_argument("--hosts", type=int, default=100_000, help="distinct hosts (hosts)")
     parser.add_argument(
         "--refresh-seconds",
         type=float,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -263,3 +266,23 @@ def test_build_all_needs_an_aws_region_for_sts(
     )
     with pytest.raises(ConfigError, match=r"routes\[0\]\.token: no AWS region"):
         sources.build_all(Config(routes=(route,)))
+
+
+def test_boto3_is_imported_only_when_a_route_needs_it(tmp_path: Path) -> None:
+    """A gateway without an STS route does not pay for importing boto3 at start."""
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "version: 1\nroutes:\n  - {name: a, hosts: [a], token: {type: static, "
+        "value: {env: HOME}}}\n"
+    )
+    script = textwrap.dedent(f"""
+        import sys
+        from authgw import config, sources
+        import authgw.addon, authgw.cli, authgw.metrics
+        sources.build_all(config.load({str(config)!r}))
+        print("boto3" in sys.modules, "botocore" in sys.modules)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False", "False"]

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 
 import jwt
 
+from authgw import cli
 from authgw.cli import mitmdump_argv
 from authgw.sts_emulator import StsEmulator
 from authgw.tokens import fingerprint, peek
@@ -70,10 +72,11 @@ def start_echo() -> ThreadingHTTPServer:
     return server
 
 
-def demo_config(dash: int, partner: int, gateway: int) -> str:
+def demo_config(dash: int, partner: int, gateway: int, metrics: int) -> str:
     return textwrap.dedent(f"""\
         version: 1
         flowlog: flow.jsonl
+        metrics: 127.0.0.1:{metrics}
         routes:
           - name: status_dashboard          # the CloudMon-style reporter's token
             hosts: ["127.0.0.1:{dash}"]
@@ -125,6 +128,29 @@ def _drain(proc: subprocess.Popen[str]) -> None:
     for line in proc.stdout:
         if os.environ.get("AUTHGW_DEMO_VERBOSE"):
             sys.stdout.write("  mitmdump | " + line)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> list[str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    keep = (
+        "authgw_requests_total",
+        "authgw_token_fetch_total",
+        "authgw_token_cache_",
+        "authgw_upstream_request_duration_seconds_count",
+    )
+    return [line for line in text.splitlines() if line.startswith(keep)]
 
 
 def through_proxy(
@@ -180,7 +206,8 @@ def main() -> int:
     dash, partner, gw = (s.server_address[1] for s in echoes)
     with StsEmulator() as sts, tempfile.TemporaryDirectory(prefix="authgw-demo-") as tmp:
         workdir = Path(tmp)
-        (workdir / "gateway.yaml").write_text(demo_config(dash, partner, gw))
+        metrics_port = free_port()
+        (workdir / "gateway.yaml").write_text(demo_config(dash, partner, gw, metrics_port))
         (workdir / "gateway-token").write_text(DEMO_STATIC + "\n")
         env = {
             k: v
@@ -246,6 +273,11 @@ def main() -> int:
             print("\n== flow log (flow.jsonl), one record per flow:")
             for line in (workdir / "flow.jsonl").read_text().splitlines():
                 print("   " + line)
+            print(f"\n== curl http://127.0.0.1:{metrics_port}/metrics (authgw_ series, excerpt):")
+            for line in scrape(metrics_port):
+                print("   " + line)
+            print(f"\n== authgw status --url http://127.0.0.1:{metrics_port}")
+            cli.main(["status", "--url", f"http://127.0.0.1:{metrics_port}"])
             if args.keep_running:
                 print(
                     textwrap.dedent(f"""

@@ -16,6 +16,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from authgw.addon import AuthGateway
 from authgw.tokens import Token, fingerprint
+from tests.contract import FLOWLOG_FIELDS
 from tests.fakes import FakeClock
 
 SECRET = "unit-test-secret-that-is-32-bytes!!"
@@ -422,27 +423,8 @@ def test_flow_log_records_each_flow_without_secrets(env: None, tmp_path: Path) -
     for secret in (SECRET, STATIC, "client-secret-value", "token=abc"):
         assert secret not in text
     injected, insecure, passthrough = (json.loads(line) for line in text.splitlines())
-    assert set(injected) == {
-        "ts",
-        "client",
-        "method",
-        "scheme",
-        "host",
-        "port",
-        "path",
-        "route",
-        "action",
-        "token_source",
-        "kid",
-        "audience",
-        "token_expires_in",
-        "headers_set",
-        "headers_removed",
-        "status",
-        "error_class",
-        "token_ms",
-        "upstream_ms",
-    }
+    assert set(injected) == FLOWLOG_FIELDS
+    assert injected["verify"] is None and injected["verify_detail"] is None
     assert injected["route"] == "dash" and injected["action"] == "injected"
     assert injected["path"] == "/v1/component_status" and injected["method"] == "POST"
     assert injected["kid"] == fingerprint(SECRET) and injected["status"] == 200
@@ -528,3 +510,103 @@ def test_a_response_set_by_another_addon_is_left_alone(env: None, tmp_path: Path
         assert f.response.status_code == 204 and "Authorization" not in f.request.headers
 
     with_gateway(write_config(tmp_path, BASIC), body)
+
+
+VERIFY = """\
+routes:
+  - name: dashboard
+    hosts: [dash.example.com]
+    verify: {secret: {env: DASH_SECRET}, audience: dynamic, enforce: %s}
+  - name: relay
+    hosts: [relay.example.com]
+    inbound: keep-as:X-Client-Authorization
+    verify: {secret: {env: DASH_SECRET}}
+    token: {type: static, value: {env: GW_TOKEN}}
+"""
+
+
+def _client_token(secret: str, **claims: Any) -> str:
+    return jwt.encode(
+        {"stackmon": "dummy", **claims},
+        secret,
+        algorithm="HS256",
+        headers={"kid": fingerprint(secret)},
+    )
+
+
+@pytest.mark.parametrize("enforce", [False, True])
+def test_verify_routes_check_the_clients_token(
+    env: None, tmp_path: Path, enforce: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    drifted = "an-old-secret-that-staging-still-has-0123456789"
+    good = _client_token(SECRET, aud="https://dash.example.com")
+    bad = _client_token(drifted, aud="https://dash.example.com")
+    wrong_aud = _client_token(SECRET, aud="https://other.example.com")
+    log = tmp_path / "flows.jsonl"
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        results = {}
+        for name, header in (
+            ("good", f"Bearer {good}"),
+            ("bad", f"Bearer {bad}"),
+            ("aud", f"Bearer {wrong_aud}"),
+            ("missing", None),
+        ):
+            f = flow(headers={"Authorization": header} if header else {})
+            await addon.request(f)
+            results[name] = f
+        assert results["good"].response is None
+        assert results["good"].request.headers["Authorization"] == f"Bearer {good}"
+        for name in ("bad", "aud", "missing"):
+            f = results[name]
+            if enforce:
+                assert f.response is not None and f.response.status_code == 401, name
+                assert f.response.headers["WWW-Authenticate"].startswith(
+                    'Bearer error="invalid_token"'
+                )
+            else:
+                assert f.response is None, name  # observe mode forwards
+        if enforce:
+            body_text = results["bad"].response.get_text()  # type: ignore[union-attr]
+            assert body_text.startswith("token rejected (bad_signature)")
+            assert fingerprint(drifted) in body_text and fingerprint(SECRET) in body_text
+        for f in results.values():
+            f.response = f.response or tutils.tresp()
+            addon.response(f)
+        text = addon.metrics.text().decode()
+        assert (
+            'authgw_verify_total{reason="bad_signature",result="invalid",route="dashboard"} 1.0'
+            in text
+        )
+        assert 'authgw_verify_total{reason="valid",result="valid",route="dashboard"} 1.0' in text
+
+    config = write_config(tmp_path, VERIFY % str(enforce).lower())
+    with caplog.at_level(logging.WARNING):
+        with_gateway(config, body, authgw_flowlog=str(log))
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    verdicts = [r["verify"] for r in records]
+    assert "bad_signature" in verdicts and "wrong_audience" in verdicts
+    if not enforce:
+        assert verdicts == ["valid", "bad_signature", "wrong_audience", "missing"]
+    for secret in (SECRET, drifted, good, bad):
+        assert secret not in log.read_text() and secret not in caplog.text
+    assert "client token bad_signature" in caplog.text
+
+
+def test_verify_and_inject_on_one_route(env: None, tmp_path: Path) -> None:
+    client = _client_token(SECRET)
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("relay.example.com", headers={"Authorization": f"Bearer {client}"})
+        await addon.request(f)
+        assert f.response is None
+        assert f.request.headers["Authorization"] == f"Bearer {STATIC}"
+        assert f.request.headers["X-Client-Authorization"] == f"Bearer {client}"
+        status = addon.status()
+        relay = next(r for r in status["routes"] if r["name"] == "relay")
+        assert relay["verify"]["secret_fingerprint"] == fingerprint(SECRET)
+        assert relay["verify"]["mode"] == "observe"
+        dashboard = next(r for r in status["routes"] if r["name"] == "dashboard")
+        assert "source" not in dashboard and dashboard["verify"]["mode"] == "enforce"
+
+    with_gateway(write_config(tmp_path, VERIFY % "true"), body)

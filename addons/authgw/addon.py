@@ -43,6 +43,7 @@ from authgw.metrics import (
     upstream_error_type,
 )
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable
+from authgw.verify import RouteVerifier, Verdict, VerifyError
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class _Runtime:
     config: Config
     sources: dict[str, sources.TokenSource]
     cache: TokenCache
+    verifiers: dict[str, RouteVerifier] = field(default_factory=dict)
     flowlog: FlowLog | None = None
     last_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -82,13 +84,16 @@ def _command(name: str) -> Callable[[_F], _F]:
 
 
 class _Answered(Exception):
-    """The gateway answered the request itself (400/403); carries the response."""
+    """The gateway answered the request itself (400/401/403); carries the response."""
 
-    def __init__(self, status: int, body: str, action: str) -> None:
+    def __init__(
+        self, status: int, body: str, action: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(body)
         self.status = status
         self.body = body
         self.action = action
+        self.headers = headers
 
 
 class AuthGateway:
@@ -175,7 +180,14 @@ class AuthGateway:
                 cache.drop_route(name)
         else:
             cache = TokenCache(cfg.cache, clock=self._clock, observer=self.metrics)
-        self._rt = _Runtime(config=cfg, sources=built, cache=cache, flowlog=flowlog)
+        verifiers = {
+            r.name: RouteVerifier(r.name, r.verify, clock=self._clock)
+            for r in cfg.routes
+            if r.verify is not None
+        }
+        self._rt = _Runtime(
+            config=cfg, sources=built, cache=cache, flowlog=flowlog, verifiers=verifiers
+        )
         self.metrics.bind({name: src.kind for name, src in built.items()}, cache)
         if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
             old.flowlog.close()
@@ -287,7 +299,9 @@ class AuthGateway:
         rt = self._rt
         if rt is None:
             return {"routes": [], "tokens": [], "note": "authgw_config is not set"}
-        return status_document(rt.config, rt.sources, rt.cache, rt.last_errors, self._clock())
+        return status_document(
+            rt.config, rt.sources, rt.verifiers, rt.cache, rt.last_errors, self._clock()
+        )
 
     @_command("authgw.status")
     def status_command(self) -> str:
@@ -340,7 +354,7 @@ class AuthGateway:
             await self._inject(rt, flow, state)
         except _Answered as e:
             state.record.action = e.action
-            _answer(flow, e.status, e.body)
+            _answer(flow, e.status, e.body, e.headers)
         except TokenUnavailable as e:
             self._token_unavailable(rt, flow, state.record, e)
         except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
@@ -378,6 +392,10 @@ class AuthGateway:
                 raise _Answered(403, "no route for host", "rejected")
             return
         record.route = route.name
+        if route.verify is not None:
+            await self._verify_inbound(rt, route, req, record)
+        if route.token is None:
+            return  # a verify-only route: forwarded as the client sent it
         if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
             raise InsecureUpstream(
                 f"route {route.name}: refusing to send a token over plain http to "
@@ -409,6 +427,60 @@ class AuthGateway:
         record.action = "injected"
         rt.last_errors.pop(route.name, None)
 
+    async def _verify_inbound(
+        self, rt: _Runtime, route: Route, req: http.Request, record: FlowRecord
+    ) -> None:
+        """Check the client's own token (verify routes); in enforce mode, a bad one is a 401."""
+        assert route.verify is not None
+        values = req.headers.get_all(route.header)
+        prefix = route.prefix.strip().lower()
+        token = values[0].strip() if len(values) == 1 else ""
+        if prefix and token.lower().startswith(prefix):
+            token = token[len(prefix) :].strip()
+        audience = route.verify.audience
+        if audience == "dynamic":
+            audience = routing.dynamic_audience(req.scheme, req.host)
+        if not token:
+            verdict = Verdict(False, "missing", f"no single {route.header} header with a token")
+        else:
+            try:
+                verdict = await rt.verifiers[route.name].check(token, audience)
+            except VerifyError as e:
+                verdict = Verdict(False, "unverifiable", str(e))
+        record.verify, record.verify_detail = verdict.reason, verdict.detail
+        self.metrics.verify.labels(
+            route.name, "valid" if verdict.valid else "invalid", verdict.reason
+        ).inc()
+        if verdict.valid:
+            return
+        self._warn_limited(
+            (route.name, f"verify:{verdict.reason}"),
+            "authgw: route %s: client token %s: %s (%s)",
+            route.name,
+            verdict.reason,
+            verdict.detail,
+            "rejected with 401" if route.verify.enforce else "observe mode, forwarded",
+        )
+        if route.verify.enforce:
+            raise _Answered(
+                401,
+                f"token rejected ({verdict.reason}): {verdict.detail}",
+                "rejected",
+                {
+                    "WWW-Authenticate": f'Bearer error="invalid_token", '
+                    f'error_description="{verdict.reason}"'
+                },
+            )
+
+    def _warn_limited(self, key: tuple[str, str], message: str, *args: object) -> None:
+        """``message`` at warning level once a minute per key, at debug in between."""
+        now = time.monotonic()
+        if now - self._warned_at.get(key, -_WARN_EVERY) >= _WARN_EVERY:
+            self._warned_at[key] = now
+            logger.warning(message, *args)
+        else:
+            logger.debug(message, *args)
+
     def _token_unavailable(
         self, rt: _Runtime, flow: http.HTTPFlow, record: FlowRecord, error: TokenUnavailable
     ) -> None:
@@ -420,14 +492,8 @@ class AuthGateway:
             "message": str(error),
             "at": self._clock(),
         }
-        now = time.monotonic()
-        if now - self._warned_at.get((route, error.error_class), -_WARN_EVERY) >= _WARN_EVERY:
-            self._warned_at[(route, error.error_class)] = now
-            level = logging.WARNING
-        else:
-            level = logging.DEBUG
-        logger.log(
-            level,
+        self._warn_limited(
+            (route, error.error_class),
             "authgw: route %s: token unavailable (%s): %s; answering 502",
             route,
             error.error_class,

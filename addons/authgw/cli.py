@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -103,6 +104,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK, {len(cfg.routes)} route(s)")
     rows = [("ROUTE", "HOSTS", "SOURCE", "HEADER", "SECRET")]
     for route in cfg.routes:
+        if route.name not in built:
+            verify = route.verify
+            assert verify is not None
+            where = verify.secret.describe() if verify.secret else f"jwks {verify.jwks}"
+            mode = "enforce" if verify.enforce else "observe"
+            rows.append(
+                (
+                    route.name,
+                    ", ".join(p.text for p in route.hosts),
+                    f"verify ({mode})",
+                    route.header,
+                    where,
+                )
+            )
+            continue
         info = built[route.name].describe()
         secret = info.get("secret", "-")
         if "secret_fingerprint" in info:
@@ -113,7 +129,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             (
                 route.name,
                 ", ".join(p.text for p in route.hosts),
-                route.token.type,
+                route.token.type if route.token else "-",
                 route.header,
                 str(secret),
             )
@@ -179,6 +195,9 @@ def _cmd_token(args: argparse.Namespace) -> int:
             f"authgw: no route for {host}:{port} in {args.config}; the gateway {action}",
             file=sys.stderr,
         )
+        return 1
+    if route.token is None:
+        print(f"authgw: route {route.name} only verifies tokens; it injects none", file=sys.stderr)
         return 1
     audience = routing.audience_for(route.token, args.scheme, host)
     try:
@@ -331,6 +350,82 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     return 1
 
 
+DEFAULT_METRICS = "127.0.0.1:9464"
+
+
+def _status_url(args: argparse.Namespace) -> str:
+    """--url, else the config's `metrics` address, else 127.0.0.1:9464."""
+    if args.url:
+        url: str = args.url
+        return url if url.rstrip("/").endswith("/status") else url.rstrip("/") + "/status"
+    address = DEFAULT_METRICS
+    if Path(args.config).exists():
+        metrics = _load(args.config).metrics
+        if metrics is not None:
+            host = f"[{metrics[0]}]" if ":" in metrics[0] else metrics[0]
+            address = f"{host}:{metrics[1]}"
+    return f"http://{address}/status"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    try:
+        url = _status_url(args)
+    except ConfigError as e:
+        print(f"authgw: {args.config}: {e}", file=sys.stderr)
+        return 2
+    # No proxy: the gateway's own status port is never behind the gateway.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=args.timeout) as response:
+            doc = json.loads(response.read())
+    except (OSError, ValueError) as e:
+        print(f"authgw: cannot read {url}: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"authgw status from {url} at {doc.get('now')}")
+    rows = [("ROUTE", "SOURCE", "SECRET", "TOKEN EXPIRY", "LAST ERROR")]
+    for route in doc.get("routes", []):
+        source = route.get("source") or "-"
+        if "verify" in route:
+            source += f" +verify ({route['verify'].get('mode')})"
+        secret = (
+            route.get("secret_fingerprint")
+            or route.get("verify", {}).get("secret_fingerprint")
+            or "-"
+        )
+        expiry = "-"
+        if route.get("token_expires_at"):
+            expiry = f"{route['token_expires_at']} ({route.get('flag') or 'ok'})"
+        error = route.get("last_error") or {}
+        rows.append((route["name"], source, secret, expiry, error.get("error_class", "-")))
+    _print_table(rows)
+    cache = doc.get("cache", {})
+    print(f"\ncached tokens: {cache.get('entries', 0)} of at most {cache.get('max_entries')}")
+    tokens = doc.get("tokens", [])
+    if tokens:
+        rows = [("ROUTE", "AUDIENCE", "KID", "EXPIRES", "LEFT")]
+        for t in tokens:
+            left = t.get("seconds_left")
+            rows.append(
+                (
+                    t["route"],
+                    ",".join(t.get("audience") or []) or "-",
+                    t.get("kid") or "-",
+                    t.get("expires_at") or "never",
+                    "-" if left is None else human_duration(left),
+                )
+            )
+        _print_table(rows)
+    for failure in doc.get("backoff", []):
+        print(
+            f"backing off: {failure['route']} {','.join(failure['audience'])}: "
+            f"{failure['error_class']}, next try in {failure['retry_in']} s"
+        )
+    return 0
+
+
 def _cmd_sts_emulator(args: argparse.Namespace) -> int:
     from authgw.sts_emulator import serve
 
@@ -396,6 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="SRC", help=SRC_FORMS)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each cmd: (10)")
     p.set_defaults(func=_cmd_drift)
+
+    p = verb("status", "show a running gateway's routes, cached tokens and last errors")
+    p.add_argument("--url", help="the gateway's metrics address, e.g. http://127.0.0.1:9464")
+    p.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="take the address from this config's `metrics` (gateway.yaml)",
+    )
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    p.set_defaults(func=_cmd_status)
 
     p = verb("sts-emulator", "run a local STS (GetWebIdentityToken) for offline use")
     p.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")

@@ -95,14 +95,26 @@ TokenConfig = HmacTokenConfig | StsTokenConfig | StaticTokenConfig
 
 
 @dataclass(frozen=True)
+class VerifyConfig:
+    """Check the bearer token clients send to a route's hosts (``verify:``)."""
+
+    secret: SecretRef | None = None  # an HMAC secret ...
+    jwks: str | None = None  # ... or a JWKS: an http(s) URL or a file path
+    audience: str | None = None  # a literal, or DYNAMIC
+    issuer: str | None = None
+    enforce: bool = False  # false: observe (flow log, metrics); true: 401 on failure
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     hosts: tuple[HostPattern, ...]
-    token: TokenConfig
+    token: TokenConfig | None = None  # None: a verify-only route
     header: str = "Authorization"
     prefix: str = "Bearer "
     keep_inbound_as: str | None = None  # None: inbound value dropped ("replace")
     allow_http: bool = False
+    verify: VerifyConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -340,7 +352,7 @@ class _Parser:
         m = self.mapping(
             raw,
             path,
-            ("name", "hosts", "header", "prefix", "inbound", "allow_http", "token"),
+            ("name", "hosts", "header", "prefix", "inbound", "allow_http", "token", "verify"),
             parent,
             index,
         )
@@ -354,8 +366,8 @@ class _Parser:
         prefix = self.string(m, "prefix", path, "Bearer ")
         if any(c in prefix for c in "\r\n\0"):
             raise self.error(f"{path}.prefix", "must not contain CR, LF or NUL", m, "prefix")
-        if "token" not in m:
-            raise self.error(f"{path}.token", "is required", parent, index)
+        if "token" not in m and "verify" not in m:
+            raise self.error(f"{path}.token", "is required (or verify:, or both)", parent, index)
         return Route(
             name=name,
             hosts=self._hosts(m, path),
@@ -363,7 +375,30 @@ class _Parser:
             prefix=prefix,
             keep_inbound_as=self._inbound(m, path, header),
             allow_http=self.boolean(m, "allow_http", path, False),
-            token=self._token(m["token"], f"{path}.token", m, cache),
+            token=self._token(m["token"], f"{path}.token", m, cache) if "token" in m else None,
+            verify=self._verify(m["verify"], f"{path}.verify", m) if "verify" in m else None,
+        )
+
+    def _verify(self, raw: Any, path: str, parent: Any) -> VerifyConfig:
+        m = self.mapping(
+            raw, path, ("secret", "jwks", "audience", "issuer", "enforce"), parent, "verify"
+        )
+        if ("secret" in m) == ("jwks" in m):
+            raise self.error(path, "needs exactly one of secret, jwks", parent, "verify")
+        jwks = self.optional_str(m, "jwks", path, None)
+        if jwks is not None and not re.match(r"https?://", jwks):
+            jwks = str(self.path(jwks))
+        audience = self.optional_str(m, "audience", path, None)
+        issuer = self.optional_str(m, "issuer", path, None)
+        for key, value in (("audience", audience), ("issuer", issuer), ("jwks", jwks)):
+            if value == "":
+                raise self.error(_join(path, key), "must not be empty", m, key)
+        return VerifyConfig(
+            secret=self._secret(m, "secret", path) if "secret" in m else None,
+            jwks=jwks,
+            audience=audience,
+            issuer=issuer,
+            enforce=self.boolean(m, "enforce", path, False),
         )
 
     def _header_name(self, value: str, path: str, parent: Any, key: Any) -> None:

@@ -37,6 +37,8 @@ FIELDS = (
     "error_class",
     "token_ms",
     "upstream_ms",
+    "verify",
+    "verify_detail",
 )
 
 
@@ -55,6 +57,8 @@ class FlowRecord:
     error_class: str | None = None
     token_ms: float | None = None
     sent_at: float | None = None
+    verify: str | None = None  # a verify route's verdict: valid, expired, bad_signature, ...
+    verify_detail: str | None = None
 
 
 def make_line(
@@ -92,6 +96,8 @@ def make_line(
         "error_class": record.error_class,
         "token_ms": None if record.token_ms is None else round(record.token_ms, 3),
         "upstream_ms": None if upstream_ms is None else round(upstream_ms, 3),
+        "verify": record.verify,
+        "verify_detail": record.verify_detail,
     }
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
 

@@ -19,31 +19,6 @@ import jwt
 
 from tests.e2e.harness import Response, wait_until
 
-# DESIGN.md, "Flow log record": every record has exactly these fields.
-FLOWLOG_FIELDS = frozenset(
-    {
-        "ts",
-        "client",
-        "method",
-        "scheme",
-        "host",
-        "port",
-        "path",
-        "route",
-        "action",
-        "token_source",
-        "kid",
-        "audience",
-        "token_expires_in",
-        "headers_set",
-        "headers_removed",
-        "status",
-        "error_class",
-        "token_ms",
-        "upstream_ms",
-    }
-)
-
 
 def fingerprint(secret: str | bytes) -> str:
     """DESIGN.md: `sha256:` + the first 12 hex digits of SHA-256 over the secret bytes."""

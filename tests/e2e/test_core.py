@@ -29,6 +29,7 @@ import jwt
 import pytest
 
 from scripts.gencerts import CertPaths
+from tests.contract import FLOWLOG_FIELDS
 from tests.e2e import conftest
 from tests.e2e.harness import (
     Gateway,
@@ -40,7 +41,6 @@ from tests.e2e.harness import (
     server_tls_context,
 )
 from tests.e2e.helpers import (
-    FLOWLOG_FIELDS,
     bearer_token,
     fingerprint,
     fingerprints,

@@ -129,6 +129,8 @@ def _strip_newline(data: bytes) -> bytes:
 def build(route: Route, *, clock: Clock = time.time) -> TokenSource:
     """The source for ``route.token``. STS (and so boto3) is imported only when used."""
     token = route.token
+    if token is None:
+        raise ValueError(f"route {route.name} has no token: it only verifies")
     if token.type == "hmac":
         from authgw.sources.hmac import HmacSource
 
@@ -145,18 +147,21 @@ def build(route: Route, *, clock: Clock = time.time) -> TokenSource:
 def build_all(
     config: Config, *, clock: Clock = time.time
 ) -> tuple[dict[str, TokenSource], list[str]]:
-    """A source per route, by route name, and notes about optional secrets that are missing.
+    """A source per route that injects tokens, by route name, and notes about optional
+    secrets that are missing.
 
     A required secret that is missing raises ``ConfigError`` naming the route's field.
     """
     built: dict[str, TokenSource] = {}
     notes: list[str] = []
     for i, route in enumerate(config.routes):
+        token = route.token
+        if token is None:
+            continue  # a verify-only route injects nothing
         source = build(route, clock=clock)
         try:
             source.check()
         except MissingSecret as e:
-            token = route.token
             if token.type == "hmac" and token.optional:
                 notes.append(
                     f"route {route.name}: {e}; optional, so requests go without "

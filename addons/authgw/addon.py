@@ -73,6 +73,7 @@ class _FlowState:
     key: CacheKey | None = None
     token: Token | None = None
     headers_before: tuple[tuple[bytes, bytes], ...] = ()
+    redacted: bool = False
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -368,7 +369,9 @@ class AuthGateway:
                 rt, flow, state.record, TokenUnavailable("internal", type(e).__name__)
             )
         if count:
-            self.metrics.requests.labels(state.record.route or NO_ROUTE, state.record.action).inc()
+            self.metrics.child(
+                self.metrics.requests, state.record.route or NO_ROUTE, state.record.action
+            ).inc()
         if flow.response is not None:
             if _can_answer(flow):
                 flow.request.stream = False  # answered here: the body is read and dropped
@@ -516,8 +519,9 @@ class AuthGateway:
         after this, and they must not show the token.
         """
         state = self._flows.get(flow)
-        if state is None or state.token is None or state.route is None:
+        if state is None or state.token is None or state.route is None or state.redacted:
             return
+        state.redacted = True
         route = state.route
         if route.header in flow.request.headers:
             flow.request.headers[route.header] = (
@@ -576,9 +580,9 @@ class AuthGateway:
                 error_type = upstream_error_type(message)
             upstream_ms = max(0.0, ((end or time.time()) - record.sent_at) * 1000)
             if not (flow.error and flow.error.msg == flow.error.KILLED_MESSAGE):
-                self.metrics.upstream_duration.labels(record.route or NO_ROUTE, error_type).observe(
-                    upstream_ms / 1000
-                )
+                self.metrics.child(
+                    self.metrics.upstream_duration, record.route or NO_ROUTE, error_type
+                ).observe(upstream_ms / 1000)
         if rt.flowlog is None:
             return
         client = flow.client_conn.peername

@@ -92,6 +92,7 @@ class Metrics:
             registry=r,
         )
         self._sources: Mapping[str, str] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._cache_size: Callable[[], int] = lambda: 0
         self.cache_entries.set_function(lambda: float(self._cache_size()))
 
@@ -101,11 +102,20 @@ class Metrics:
         self._cache_size = cache.__len__
 
     # CacheObserver
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: ``labels()`` costs microseconds per call,
+        and the hot path asks for the same few children on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def hit(self, key: CacheKey) -> None:
-        self.cache_hits.labels(key.route).inc()
+        self.child(self.cache_hits, key.route).inc()
 
     def miss(self, key: CacheKey) -> None:
-        self.cache_misses.labels(key.route).inc()
+        self.child(self.cache_misses, key.route).inc()
 
     def evicted(self, key: CacheKey) -> None:
         self.cache_evictions.inc()

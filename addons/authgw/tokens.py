@@ -24,6 +24,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -48,7 +49,7 @@ class Token:
     issued_at: float | None = None
     claim_names: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.value)
 

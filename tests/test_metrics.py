@@ -65,7 +65,8 @@ def test_observer_counts_by_route_source_and_error_class() -> None:
     [
         ("Connection timed out", "timeout"),
         ("TimeoutError", "timeout"),
-        ("[Errno 111] Connect call failed: Connection refused", "connection_refused"),
+        ("[Errno 111] Connect call failed ('127.0.0.1', 9)", "connection_refused"),
+        ("Connection refused", "connection_refused"),
         ("TLS handshake failed", "tls"),
         ("certificate verify failed", "tls"),
         ("Server disconnected.", "unknown"),

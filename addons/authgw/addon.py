@@ -189,6 +189,13 @@ class AuthGateway:
         self._rt = _Runtime(
             config=cfg, sources=built, cache=cache, flowlog=flowlog, verifiers=verifiers
         )
+        if old is not None:  # a route the reload did not change keeps its last error
+            same = {r.name for r in cfg.routes} & {
+                r.name for r in old.config.routes if r in cfg.routes
+            }
+            self._rt.last_errors.update(
+                (name, err) for name, err in old.last_errors.items() if name in same
+            )
         self.metrics.bind({name: src.kind for name, src in built.items()}, cache)
         if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
             old.flowlog.close()

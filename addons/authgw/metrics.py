@@ -134,9 +134,10 @@ class Metrics:
 def upstream_error_type(message: str) -> str:
     """timeout, connection_refused, tls or unknown, from a flow's error message."""
     text = message.lower()
-    if "timed out" in text or "timeout" in text:
+    if "timed out" in text or "timeout" in text or "errno 110" in text:
         return "timeout"
-    if "refused" in text:
+    # mitmproxy says "[Errno 111] Connect call failed ('127.0.0.1', 9)" for ECONNREFUSED.
+    if "refused" in text or "errno 111" in text or "connect call failed" in text:
         return "connection_refused"
     if "tls" in text or "ssl" in text or "certificate" in text:
         return "tls"

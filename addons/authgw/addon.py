@@ -42,7 +42,13 @@ from authgw.metrics import (
     status_document,
     upstream_error_type,
 )
-from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable
+from authgw.tokens import (
+    InsecureUpstream,
+    MissingSecret,
+    Token,
+    TokenUnavailable,
+    fingerprint,
+)
 from authgw.verify import RouteVerifier, Verdict, VerifyError
 
 logger = logging.getLogger(__name__)
@@ -401,7 +407,7 @@ class AuthGateway:
             if cfg.unmatched == "reject":
                 raise _Answered(403, "no route for host", "rejected")
             return
-        record.route = route.name
+        record.route, state.route = route.name, route
         if route.verify is not None:
             await self._verify_inbound(rt, route, req, record)
         if route.token is None:
@@ -430,7 +436,7 @@ class AuthGateway:
             return
         finally:
             record.token_ms = (time.perf_counter() - started) * 1000
-        state.key, state.token, state.route = key, token, route
+        state.key, state.token = key, token
         record.kid = token.kid
         record.token_expires_in = token.seconds_left(self._clock())
         _rewrite_headers(req.headers, route, token, record)
@@ -520,20 +526,21 @@ class AuthGateway:
         self._redact(flow)
 
     def _redact(self, flow: http.HTTPFlow) -> None:
-        """Once the upstream has the request, keep only the token's fingerprint in the flow.
+        """Once the upstream has the request (or it was answered here), keep only
+        fingerprints of the credentials in a routed flow: the injected token, and the
+        client's own token (checked on verify routes, or moved by ``inbound: keep-as:``).
 
         mitmproxy's own output (``-v``), saved flows (``-w``) and mitmweb show the flow
-        after this, and they must not show the token.
+        after this, and they must not show a token.
         """
         state = self._flows.get(flow)
-        if state is None or state.token is None or state.route is None or state.redacted:
+        if state is None or state.route is None or state.redacted:
             return
         state.redacted = True
-        route = state.route
-        if route.header in flow.request.headers:
-            flow.request.headers[route.header] = (
-                f"{route.prefix}<authgw redacted {state.token.fingerprint}>"
-            )
+        route, headers = state.route, flow.request.headers
+        for name in (route.header, route.keep_inbound_as):
+            if name is not None and name in headers:
+                headers.set_all(name, [_redacted(v, route.prefix) for v in headers.get_all(name)])
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._redact(flow)
@@ -628,6 +635,13 @@ def _stamp(path: Path) -> bytes | None:
         return hashlib.sha256(path.read_bytes()).digest()
     except OSError:
         return None
+
+
+def _redacted(value: str, prefix: str) -> str:
+    """``Bearer <authgw redacted sha256:...>`` for ``Bearer <token>``."""
+    if prefix and value[: len(prefix)].lower() == prefix.lower():
+        return f"{value[: len(prefix)]}<authgw redacted {fingerprint(value[len(prefix) :])}>"
+    return f"<authgw redacted {fingerprint(value)}>"
 
 
 def _target(req: http.Request) -> tuple[str, str, int]:

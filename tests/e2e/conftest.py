@@ -1,22 +1,33 @@
 """Fixtures for the end-to-end tests: certificates, upstreams, mitmdump gateways.
 
 Every test under tests/e2e is marked `e2e` (select with `-m e2e`, skip with `-m "not e2e"`).
-When a test fails, the output of each gateway it started is attached to the report.
+When a test fails, the output of each gateway it started is attached to the report,
+with anything shaped like a token or a secret replaced by its fingerprint: a failing
+redaction test must not print what it caught.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from authgw.tokens import fingerprint
 from scripts.gencerts import CertPaths, generate
 from tests.e2e.harness import GatewayFactory, Upstream, server_tls_context
 
 E2E_DIR = Path(__file__).resolve().parent
 _FACTORY_KEY = pytest.StashKey[GatewayFactory]()
 _OUTPUT_TAIL = 200  # lines of each gateway's output shown for a failed test
+# JWTs, long hex (the tests' secrets) and long base64url runs (static tokens).
+_CREDENTIAL_SHAPES = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*|[0-9a-fA-F]{32,}|[\w-]{40,}")
+
+
+def scrub(text: str) -> str:
+    """``text`` with credential-shaped runs replaced by ``<sha256:...>``."""
+    return _CREDENTIAL_SHAPES.sub(lambda m: f"<{fingerprint(m.group())}>", text)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,7 +46,7 @@ def pytest_runtest_makereport(
     if factory is None or not report.failed:
         return
     for n, gateway in enumerate(factory.gateways, 1):
-        tail = "\n".join(gateway.lines[-_OUTPUT_TAIL:])
+        tail = scrub("\n".join(gateway.lines[-_OUTPUT_TAIL:]))
         report.sections.append((f"mitmdump #{n} output ({gateway.log_path})", tail))
 
 

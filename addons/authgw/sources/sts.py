@@ -35,6 +35,10 @@ from authgw.sources import Clock
 from authgw.tokens import MissingSecret, Token, TokenUnavailable, token_from_jwt
 
 logger = logging.getLogger(__name__)
+# At DEBUG, botocore logs whole response bodies, and an STS response body is a token.
+# mitmdump's `termlog_verbosity=debug` would print them; these loggers stop at INFO.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 # What to check, by error class: the log line says it so nobody has to look it up.
 HINTS = {

@@ -585,13 +585,14 @@ class AuthGateway:
         record, req = state.record, flow.request
         upstream_ms = None
         if record.sent_at is not None and record.action in ("injected", "passthrough"):
-            if flow.response is not None:
+            if flow.error is not None:  # also when headers came and then the body broke
+                end = time.time()
+                error_type = upstream_error_type(flow.error.msg)
+            elif flow.response is not None:
                 end = flow.response.timestamp_end or flow.response.timestamp_start
                 error_type = "none"
             else:
-                end = time.time()
-                message = flow.error.msg if flow.error else ""
-                error_type = upstream_error_type(message)
+                end, error_type = time.time(), "unknown"
             upstream_ms = max(0.0, ((end or time.time()) - record.sent_at) * 1000)
             if not (flow.error and flow.error.msg == flow.error.KILLED_MESSAGE):
                 self.metrics.child(

@@ -1,8 +1,9 @@
 """AuthGateway: the mitmproxy hooks.
 
-``request``: route match -> audience -> cache key -> ``TokenCache.get`` -> header
-rewrite. ``response``/``error``: flow log record (and, on 401/403, drop the token).
-Every decision lives in the modules named by DESIGN.md; this file wires them.
+``requestheaders``/``request``: route match -> (verify the client's token) ->
+audience -> cache key -> ``TokenCache.get`` -> header rewrite. ``response``/``error``:
+metrics and the flow log record (and, on 401/403, drop the token). Every decision
+lives in the modules named by DESIGN.md; this file wires them.
 
 Fail closed: mitmproxy forwards a flow whose hook raised, so the hooks catch
 everything and answer 502 instead. The decision is made in ``requestheaders``,
@@ -104,7 +105,9 @@ class _Answered(Exception):
 
 
 class AuthGateway:
-    def __init__(self, *, clock: Any = time.time, watch_interval: float = 1.0) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, watch_interval: float = 1.0
+    ) -> None:
         self._clock = clock
         self._watch_interval = watch_interval
         self._rt: _Runtime | None = None
@@ -196,9 +199,7 @@ class AuthGateway:
             config=cfg, sources=built, cache=cache, flowlog=flowlog, verifiers=verifiers
         )
         if old is not None:  # a route the reload did not change keeps its last error
-            same = {r.name for r in cfg.routes} & {
-                r.name for r in old.config.routes if r in cfg.routes
-            }
+            same = {r.name for r in old.config.routes if r in cfg.routes}
             self._rt.last_errors.update(
                 (name, err) for name, err in old.last_errors.items() if name in same
             )
@@ -502,7 +503,7 @@ class AuthGateway:
     ) -> None:
         record.action = "token_unavailable"
         record.error_class = error.error_class
-        route = record.route or "-"
+        route = record.route or NO_ROUTE
         rt.last_errors[route] = {
             "error_class": error.error_class,
             "message": str(error),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
+import secrets
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -18,6 +20,18 @@ from typing import Any
 import jwt
 
 from tests.e2e.harness import Response, wait_until
+
+
+def new_secret() -> str:
+    """A fresh 80-byte secret: above RFC 7518's minimum for HS512, so PyJWT never warns."""
+    return secrets.token_hex(40)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, the way editors and secret managers do."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def fingerprint(secret: str | bytes) -> str:

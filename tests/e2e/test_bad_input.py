@@ -46,7 +46,7 @@ from tests.e2e.harness import (
     direct_request,
     proxy_request,
 )
-from tests.e2e.helpers import fingerprint, leaks, verify_jwt
+from tests.e2e.helpers import fingerprint, leaks, new_secret, verify_jwt
 from tests.e2e.sts_helpers import (
     LoopbackUpstream,
     TokenVerifier,
@@ -59,10 +59,6 @@ EXCHANGE_TIMEOUT = 3.0  # seconds a raw client waits for an answer or a close
 DEBUG = ["-v", "--set", "termlog_verbosity=debug"]
 # A JWT (header and claims are base64url JSON objects): no response or log may show one.
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
-
-
-def new_secret() -> str:
-    return secrets.token_hex(40)  # 80 bytes
 
 
 # --------------------------------------------------------------------------- raw servers

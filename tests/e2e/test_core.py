@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import secrets
 import time
@@ -45,7 +44,9 @@ from tests.e2e.helpers import (
     fingerprint,
     fingerprints,
     leaks,
+    new_secret,
     raw_request,
+    replace_file,
     verify_jwt,
     wait_for_records,
 )
@@ -58,11 +59,6 @@ CREDENTIAL_HEADERS = ("Authorization", "X-Forwarded-Authorization")
 # Re-stat interval of secret and token files (1 s), plus a margin.
 FILE_RECHECK = 1.2
 ALGORITHMS = ("HS256", "HS384", "HS512")
-
-
-def new_secret() -> str:
-    # 80 bytes: above RFC 7518's minimum for HS512, so PyJWT never warns.
-    return secrets.token_hex(40)
 
 
 def hmac_route(
@@ -88,13 +84,6 @@ def static_jwt(expires_in: float) -> str:
     """A JWT for a static token file; its signature is never checked by the gateway."""
     claims = {"sub": "e2e-static", "exp": int(time.time() + expires_in)}
     return jwt.encode(claims, secrets.token_hex(32), algorithm="HS256")
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, the way editors and secret managers do."""
-    tmp = path.with_name(path.name + ".new")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def unique_prefix(label: str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import socket
 import threading
 import time
@@ -50,7 +49,7 @@ from tests.e2e.harness import (
     proxy_request,
     wait_until,
 )
-from tests.e2e.helpers import fingerprint, leaks, read_flowlog, verify_jwt
+from tests.e2e.helpers import fingerprint, leaks, new_secret, read_flowlog, verify_jwt
 from tests.e2e.sts_helpers import (
     TokenVerifier,
     abort,
@@ -70,10 +69,6 @@ HANG_CLIENT_TIMEOUT = 1.0
 # that never reached an upstream: mitmdump's output must not show one.
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
 RESET_BODY_SENT, RESET_BODY_ANNOUNCED = 100, 1000
-
-
-def new_secret() -> str:
-    return secrets.token_hex(40)  # 80 bytes
 
 
 # --------------------------------------------------------------------------- metrics

@@ -44,7 +44,7 @@ from tests.e2e.harness import (
     server_tls_context,
     wait_until,
 )
-from tests.e2e.helpers import fingerprint, leaks, verify_jwt
+from tests.e2e.helpers import fingerprint, leaks, new_secret, verify_jwt
 from tests.e2e.sts_helpers import (
     LoopbackUpstream,
     TokenVerifier,
@@ -52,7 +52,6 @@ from tests.e2e.sts_helpers import (
     closed_loopback_port,
     sts_gateway_env,
 )
-from tests.e2e.test_core import new_secret
 
 LIFETIME = 600
 STS_AUDIENCE = {

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -65,7 +64,15 @@ from tests.e2e.harness import (
     gateway_env,
     proxy_request,
 )
-from tests.e2e.helpers import fingerprint, leaks, read_flowlog, verify_jwt, wait_for_records
+from tests.e2e.helpers import (
+    fingerprint,
+    leaks,
+    new_secret,
+    read_flowlog,
+    replace_file,
+    verify_jwt,
+    wait_for_records,
+)
 from tests.e2e.sts_helpers import closed_loopback_port, sts_gateway_env
 
 UPSTREAMS = (
@@ -89,10 +96,6 @@ FRAGMENT = 24  # searched pieces overlap by half: any run of 35+ characters is f
 PRINTED = "token hmac_env"  # the CLI run whose stdout is the token, by design
 
 
-def new_secret() -> str:
-    return secrets.token_hex(40)  # 80 bytes
-
-
 def client_jwt(secret: str, *, expires_in: float = LIFETIME) -> str:
     """A client's HS256 token for the verify route (unique: each has its own jti)."""
     now = int(time.time())
@@ -104,13 +107,6 @@ def client_jwt(secret: str, *, expires_in: float = LIFETIME) -> str:
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, "HS256", headers={"kid": fingerprint(secret)})
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, as editors and config management do."""
-    tmp = path.with_name(path.name + ".new")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def fragments(value: str) -> set[str]:

@@ -24,7 +24,6 @@ message.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -50,7 +49,14 @@ from tests.e2e.harness import (
     direct_request,
     proxy_request,
 )
-from tests.e2e.helpers import fingerprint, fingerprints, leaks, verify_jwt, wait_for_records
+from tests.e2e.helpers import (
+    fingerprint,
+    fingerprints,
+    leaks,
+    new_secret,
+    verify_jwt,
+    wait_for_records,
+)
 from tests.e2e.sts_helpers import Bearer, closed_loopback_port
 
 CLIENT_ENV = "AUTHGW_E2E_VERIFY_CLIENT"  # the secret clients should sign with
@@ -61,10 +67,6 @@ LIFETIME = 300
 ROUTES = ("observe", "enforce", "jwks", "both")
 VERIFY_METRIC = "authgw_verify_total"
 BAD_CLIENT_TOKENS = ("bad_signature", "expired", "wrong_audience", "missing")
-
-
-def new_secret() -> str:
-    return secrets.token_hex(40)  # 80 bytes: above RFC 7518's minimum for every HS*
 
 
 def unique_path(label: str) -> str:

@@ -158,20 +158,7 @@ def run(capsys: pytest.CaptureFixture[str], argv: list[str], *secrets: str) -> t
     return code, out, err
 
 
-@pytest.fixture(autouse=True)
-def isolated_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The host's AWS config and endpoint overrides stay out of the emulator calls."""
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def sts() -> Iterator[StsEmulator]:
-    emulator = StsEmulator().start()
-    yield emulator
-    emulator.stop()
+pytestmark = pytest.mark.usefixtures("isolated_aws_env")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import socket
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,20 +238,7 @@ def test_hmac_empty_secret_is_unusable() -> None:
 # -- JWKS ----------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def isolated_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The host's AWS config and endpoint overrides stay out of the emulator calls."""
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def sts() -> Iterator[StsEmulator]:
-    emulator = StsEmulator().start()
-    yield emulator
-    emulator.stop()
+pytestmark = pytest.mark.usefixtures("isolated_aws_env")
 
 
 def sts_token(sts: StsEmulator, algorithm: str, audience: str = "https://api.example") -> str:

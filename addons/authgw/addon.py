@@ -538,7 +538,11 @@ class AuthGateway:
         if state is None or state.route is None or state.redacted:
             return
         state.redacted = True
-        route, headers = state.route, flow.request.headers
+        route, headers, token = state.route, flow.request.headers, state.token
+        if token is not None and route.keep_inbound_as is None:
+            # The common case: the header holds exactly what we injected.
+            headers[route.header] = f"{route.prefix}<authgw redacted {token.fingerprint}>"
+            return
         for name in (route.header, route.keep_inbound_as):
             if name is not None and name in headers:
                 headers.set_all(name, [_redacted(v, route.prefix) for v in headers.get_all(name)])

@@ -6,6 +6,7 @@ callers turn it into a config error or a 400.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -142,6 +143,7 @@ def dynamic_audience(scheme: str, host: str) -> str:
     return f"{scheme.lower()}://{host}"
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every plain-http request; parsing is not free
 def is_loopback(host: str) -> bool:
     """True for localhost, 127.0.0.0/8 and ::1: where plain http never leaves the machine."""
     host = normalize_host(host)

@@ -127,6 +127,11 @@ def gateway_config(port: int) -> str:
 # -- hook -------------------------------------------------------------------------
 
 
+async def _hook(result: Any) -> None:
+    if result is not None:  # as mitmproxy does: a hook's result is awaited if awaitable
+        await result
+
+
 def bench_hook(calls: int, rounds: int) -> list[Row]:
     from mitmproxy.test import taddons, tflow, tutils
 
@@ -151,7 +156,7 @@ def bench_hook(calls: int, rounds: int) -> list[Row]:
                         return tflow.tflow(req=tutils.treq(host=host, port=8443, scheme=b"https"))
 
                     warm = make()
-                    await addon.request(warm)  # fill the cache
+                    await _hook(addon.request(warm))  # fill the cache
                     assert warm.response is None, warm.response
                     best = []
                     for _ in range(rounds):
@@ -160,7 +165,7 @@ def bench_hook(calls: int, rounds: int) -> list[Row]:
                         gc.disable()  # as timeit does: the flows made above are not our cost
                         start = time.perf_counter()
                         for f in flows:
-                            await addon.request(f)
+                            await _hook(addon.request(f))
                         best.append((time.perf_counter() - start) / calls * 1e6)
                         gc.enable()
                     results[source] = statistics.median(best)

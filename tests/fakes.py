@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable
 from typing import Any
 
 from authgw.tokens import Token, TokenUnavailable
@@ -53,3 +53,9 @@ class FakeSource:
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.kind}
+
+
+async def hook(result: Awaitable[None] | None) -> None:
+    """Run a hook as mitmproxy does: await its result only if it is awaitable."""
+    if result is not None:
+        await result

@@ -17,7 +17,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from authgw.addon import AuthGateway
 from authgw.tokens import Token, fingerprint
 from tests.contract import FLOWLOG_FIELDS
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, hook
 
 SECRET = "unit-test-secret-that-is-32-bytes!!"
 STATIC = "static-gateway-token-value-0123456789"
@@ -95,7 +95,7 @@ def test_inert_without_config() -> None:
         with taddons.context(addon) as tctx:
             tctx.configure(addon, authgw_config=None)
             f = flow(headers={"Authorization": "client"})
-            await addon.request(f)
+            await hook(addon.request(f))
             assert f.response is None and f.request.headers["Authorization"] == "client"
 
     run(main())
@@ -135,7 +135,7 @@ def test_missing_secret_names_its_env_var(tmp_path: Path, monkeypatch: pytest.Mo
 def test_hmac_token_injected_replacing_the_inbound_header(env: None, tmp_path: Path) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow(headers={"Authorization": "Bearer client-own"})
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response is None
         scheme, token = f.request.headers["Authorization"].split(" ")
         assert scheme == "Bearer"
@@ -152,11 +152,11 @@ def test_keep_as_moves_the_inbound_value(env: None, tmp_path: Path) -> None:
             "gw.internal",
             headers={"Authorization": "Bearer from-client", "X-Forwarded-Authorization": "spoofed"},
         )
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.request.headers["Authorization"] == f"Bearer {STATIC}"
         assert f.request.headers.get_all("X-Forwarded-Authorization") == ["Bearer from-client"]
         g = flow("gw.internal", headers={"X-Forwarded-Authorization": "spoofed"})
-        await addon.request(g)
+        await hook(addon.request(g))
         assert "X-Forwarded-Authorization" not in g.request.headers
 
     with_gateway(write_config(tmp_path, BASIC), body)
@@ -165,12 +165,12 @@ def test_keep_as_moves_the_inbound_value(env: None, tmp_path: Path) -> None:
 def test_unmatched_passthrough_and_reject(env: None, tmp_path: Path) -> None:
     async def passthrough(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("other.example.com", headers={"Authorization": "mine"})
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response is None and f.request.headers["Authorization"] == "mine"
 
     async def reject(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("other.example.com")
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response is not None and f.response.status_code == 403
         assert f.response.content == b"no route for host\n"
 
@@ -195,7 +195,7 @@ def test_upstream_header(
 ) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("127.0.0.2", 8080, "http", headers={"X-Upstream-Host": value})
-        await addon.request(f)
+        await hook(addon.request(f))
         assert "X-Upstream-Host" not in f.request.headers
         if status is None:
             assert f.response is None
@@ -212,7 +212,7 @@ def test_upstream_header_sent_twice_is_400(env: None, tmp_path: Path) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("127.0.0.2", 8080, "http")
         f.request.headers.set_all("X-Upstream-Host", ["dash.example.com", "gw.internal"])
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response is not None and f.response.status_code == 400
 
     with_gateway(write_config(tmp_path, BASIC), body)
@@ -236,7 +236,7 @@ def test_plain_http_only_to_loopback_unless_allowed(
 
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow(host, 80, "http")
-        await addon.request(f)
+        await hook(addon.request(f))
         if status is None:
             assert f.response is None and "Authorization" in f.request.headers
         else:
@@ -271,11 +271,11 @@ def test_expired_static_token_is_502_expired(
 
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("gw.internal")
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.request.headers["Authorization"] == f"Bearer {token}"
         clock.advance(3600)
         g = flow("gw.internal")
-        await addon.request(g)
+        await hook(addon.request(g))
         assert g.response is not None and g.response.status_code == 502
         assert g.response.headers["X-Authgw-Error"] == "expired"
 
@@ -300,13 +300,13 @@ def test_static_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
 
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("gw.internal")
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.request.headers["Authorization"] == "Bearer first-token-value"
         token_file.write_text("second-token-value-longer")
         os.utime(token_file, ns=(1, 1))
         await asyncio.sleep(1.05)  # files are stat-ed at most once a second
         g = flow("gw.internal")
-        await addon.request(g)
+        await hook(addon.request(g))
         assert g.request.headers["Authorization"] == "Bearer second-token-value-longer"
 
     with_gateway(config, body)
@@ -329,7 +329,7 @@ def test_optional_secret_missing_forwards_without_token(
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         for _ in range(3):
             f = flow()
-            await addon.request(f)
+            await hook(addon.request(f))
             assert f.response is None and "Authorization" not in f.request.headers
 
     with caplog.at_level(logging.WARNING):
@@ -360,13 +360,13 @@ def test_an_unexpected_error_fails_closed(
         assert addon._rt is not None
         addon._rt.sources["dash"] = ExplodingSource()
         f = flow()
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response is not None and f.response.status_code == 502
         assert f.response.headers["X-Authgw-Error"] == "internal"
         assert "Authorization" not in f.request.headers
         # Another route is untouched by this route's failure.
         g = flow("gw.internal")
-        await addon.request(g)
+        await hook(addon.request(g))
         assert g.response is None and g.request.headers["Authorization"] == f"Bearer {STATIC}"
 
     with caplog.at_level(logging.INFO):
@@ -384,7 +384,7 @@ def test_upstream_401_drops_the_cached_token(
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         assert addon._rt is not None
         f = flow()
-        await addon.request(f)
+        await hook(addon.request(f))
         assert len(addon._rt.cache) == 1
         f.response = tutils.tresp(status_code=401)
         f.response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -392,7 +392,7 @@ def test_upstream_401_drops_the_cached_token(
         assert len(addon._rt.cache) == 0
         clock.advance(1)
         g = flow()
-        await addon.request(g)
+        await hook(addon.request(g))
         assert g.request.headers["Authorization"] != f.request.headers["Authorization"]
 
     with caplog.at_level(logging.WARNING):
@@ -407,14 +407,14 @@ def test_flow_log_records_each_flow_without_secrets(env: None, tmp_path: Path) -
 
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow(headers={"Authorization": "Bearer client-secret-value"})
-        await addon.request(f)
+        await hook(addon.request(f))
         f.response = tutils.tresp(status_code=200)
         addon.response(f)
         g = flow("gw.internal", 80, "http")
-        await addon.request(g)
+        await hook(addon.request(g))
         addon.response(g)
         h = flow("elsewhere.example")
-        await addon.request(h)
+        await hook(addon.request(h))
         h.error = tflow.terr()
         addon.error(h)
 
@@ -454,11 +454,11 @@ def test_the_token_is_on_before_a_streamed_body_is_sent(env: None, tmp_path: Pat
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow()
         f.request.stream = True
-        await addon.requestheaders(f)
+        await hook(addon.requestheaders(f))
         assert f.request.headers["Authorization"].startswith("Bearer ey")
         rejected = flow("127.0.0.1", 80, "http", headers={"X-Upstream-Host": "nowhere.example"})
         rejected.request.stream = True
-        await addon.requestheaders(rejected)
+        await hook(addon.requestheaders(rejected))
         assert rejected.response is not None and rejected.response.status_code == 403
         assert rejected.request.stream is False  # answered here: never streamed upstream
 
@@ -468,16 +468,16 @@ def test_the_token_is_on_before_a_streamed_body_is_sent(env: None, tmp_path: Pat
 def test_a_flow_retargeted_after_requestheaders_is_decided_again(env: None, tmp_path: Path) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow(headers={"Authorization": "Bearer client"})
-        await addon.requestheaders(f)
+        await hook(addon.requestheaders(f))
         assert f.request.headers["Authorization"].startswith("Bearer ey")
         f.request.host = "gw.internal"  # another addon moved it to another route
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.request.headers["Authorization"] == f"Bearer {STATIC}"
         assert f.request.headers["X-Forwarded-Authorization"] == "Bearer client"
         g = flow()
-        await addon.requestheaders(g)
+        await hook(addon.requestheaders(g))
         g.request.host = "elsewhere.example"  # moved to a host no route covers
-        await addon.request(g)
+        await hook(addon.request(g))
         assert "Authorization" not in g.request.headers
 
     with_gateway(write_config(tmp_path, BASIC), body)
@@ -485,16 +485,16 @@ def test_a_flow_retargeted_after_requestheaders_is_decided_again(env: None, tmp_
 
 def test_the_token_is_redacted_from_the_flow_once_sent(env: None, tmp_path: Path) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
-        for hook in ("responseheaders", "response", "error"):
+        for name in ("responseheaders", "response", "error"):
             f = flow()
-            await addon.requestheaders(f)
-            await addon.request(f)
+            await hook(addon.requestheaders(f))
+            await hook(addon.request(f))
             token = f.request.headers["Authorization"].removeprefix("Bearer ")
-            if hook == "error":
+            if name == "error":
                 f.error = tflow.terr()
             else:
                 f.response = tutils.tresp()
-            getattr(addon, hook)(f)
+            getattr(addon, name)(f)
             assert f.request.headers["Authorization"] == (
                 f"Bearer <authgw redacted {fingerprint(token)}>"
             )
@@ -506,7 +506,7 @@ def test_a_response_set_by_another_addon_is_left_alone(env: None, tmp_path: Path
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow()
         f.response = tutils.tresp(status_code=204)
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response.status_code == 204 and "Authorization" not in f.request.headers
 
     with_gateway(write_config(tmp_path, BASIC), body)
@@ -553,7 +553,7 @@ def test_verify_routes_check_the_clients_token(
             ("missing", None),
         ):
             f = flow(headers={"Authorization": header} if header else {})
-            await addon.request(f)
+            await hook(addon.request(f))
             results[name] = f
         assert results["good"].response is None
         assert results["good"].request.headers["Authorization"] == f"Bearer {good}"
@@ -598,7 +598,7 @@ def test_verify_and_inject_on_one_route(env: None, tmp_path: Path) -> None:
 
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
         f = flow("relay.example.com", headers={"Authorization": f"Bearer {client}"})
-        await addon.request(f)
+        await hook(addon.request(f))
         assert f.response is None
         assert f.request.headers["Authorization"] == f"Bearer {STATIC}"
         assert f.request.headers["X-Client-Authorization"] == f"Bearer {client}"

@@ -16,7 +16,7 @@ from authgw.addon import AuthGateway
 from authgw.cache import CacheKey
 from authgw.metrics import Metrics, MetricsServer, upstream_error_type
 from authgw.tokens import TokenUnavailable, fingerprint
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, hook
 
 SECRET = "metrics-test-secret-" + "m" * 40
 
@@ -110,8 +110,8 @@ def test_addon_metrics_status_and_commands(
             tokens = []
             for i in range(10):
                 f = tflow.tflow(req=tutils.treq(host=f"h{i}.example", port=443, scheme=b"https"))
-                await addon.requestheaders(f)
-                await addon.request(f)
+                await hook(addon.requestheaders(f))
+                await hook(addon.request(f))
                 tokens.append(f.request.headers["Authorization"].removeprefix("Bearer "))
                 f.response = tutils.tresp(status_code=401 if i == 9 else 200)
                 addon.response(f)
@@ -150,7 +150,7 @@ def test_addon_metrics_status_and_commands(
             write_config(tmp_path, CONFIG.replace("lifetime: 600", "lifetime: 900"))
             tctx.command(addon.reload)
             f = tflow.tflow(req=tutils.treq(host="h1.example", port=443, scheme=b"https"))
-            await addon.request(f)
+            await hook(addon.request(f))
             claims = jwt.decode(
                 f.request.headers["Authorization"].removeprefix("Bearer "),
                 SECRET,

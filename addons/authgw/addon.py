@@ -33,7 +33,7 @@ from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw import config as configmod
 from authgw import routing, sources
-from authgw.cache import CacheKey, TokenCache
+from authgw.cache import CacheKey, Fetcher, TokenCache
 from authgw.config import Config, ConfigError, Route
 from authgw.flowlog import FlowLog, FlowRecord, make_line
 from authgw.metrics import (
@@ -339,49 +339,117 @@ class AuthGateway:
 
     # -- hooks -----------------------------------------------------------------
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    # The two request hooks are plain functions that return a coroutine only when they
+    # must wait (a cache miss, a verify route): mitmproxy awaits a hook's result only if
+    # it is awaitable, and scheduling a coroutine per hook per request is measurable.
+
+    def requestheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         # Decide here, not in `request`: mitmproxy sends a streamed request (stream_large_bodies)
         # upstream before `request` fires, and it may switch streaming on after this hook.
-        await self._decide(flow)
+        return self._decide(flow)
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state = self._flows.get(flow)
+        pending = None
         if state is None:
-            await self._decide(flow)  # a flow requestheaders did not see
+            pending = self._decide(flow)  # a flow requestheaders did not see
         elif flow.response is None and state.target not in (None, _target(flow.request)):
             # Another addon re-targeted the flow after its token was chosen: choose again.
             logger.debug(
                 "authgw: %s was re-targeted by another addon; deciding again", state.record.route
             )
             flow.request.headers.fields = state.headers_before
-            await self._decide(flow, count=False)
+            pending = self._decide(flow, count=False)
+        if pending is None:
+            self._mark_sent(flow)
+            return None
+        return self._then_mark_sent(pending, flow)
+
+    async def _then_mark_sent(
+        self, pending: Coroutine[Any, Any, None], flow: http.HTTPFlow
+    ) -> None:
+        await pending
+        self._mark_sent(flow)
+
+    def _mark_sent(self, flow: http.HTTPFlow) -> None:
         state = self._flows.get(flow)
         if state is not None:
             state.record.sent_at = time.time()
 
-    async def _decide(self, flow: http.HTTPFlow, *, count: bool = True) -> None:
+    def _decide(
+        self, flow: http.HTTPFlow, *, count: bool = True
+    ) -> Coroutine[Any, Any, None] | None:
+        """Route, check and inject; None when done, or a coroutine to await for the rest."""
         rt = self._rt
         if rt is None or flow.response is not None:
-            return
+            return None
         state = _FlowState(FlowRecord())
         self._flows[flow] = state
         try:
-            await self._inject(rt, flow, state)
-        except _Answered as e:
+            route = self._route(rt, flow, state)
+            if route is not None and route.verify is not None:
+                return self._decide_later(rt, flow, state, route, count)
+            if route is not None and route.token is not None:
+                plan = self._token_plan(rt, flow.request, route, state.record)
+                if plan is not None:
+                    started = time.perf_counter()
+                    token = rt.cache.peek(plan[0], plan[1])
+                    if token is None:
+                        return self._decide_later(rt, flow, state, route, count, plan)
+                    state.record.token_ms = (time.perf_counter() - started) * 1000
+                    self._inject(rt, flow.request, state, route, plan[0], token)
+        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            self._failed(rt, flow, state, e)
+        self._decided(flow, state, count)
+        return None
+
+    async def _decide_later(
+        self,
+        rt: _Runtime,
+        flow: http.HTTPFlow,
+        state: _FlowState,
+        route: Route,
+        count: bool,
+        plan: tuple[CacheKey, Fetcher] | None = None,
+    ) -> None:
+        """The part of a decision that waits: verifying the client, fetching a token."""
+        try:
+            if plan is None:
+                if route.verify is not None:
+                    await self._verify_inbound(rt, route, flow.request, state.record)
+                if route.token is not None:
+                    plan = self._token_plan(rt, flow.request, route, state.record)
+            if plan is not None:
+                started = time.perf_counter()
+                try:
+                    token = await rt.cache.get(plan[0], plan[1])
+                finally:
+                    state.record.token_ms = (time.perf_counter() - started) * 1000
+                self._inject(rt, flow.request, state, route, plan[0], token)
+        except MissingSecret as e:
+            if not self._optional_missing(route, e):
+                self._failed(rt, flow, state, e)
+        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            self._failed(rt, flow, state, e)
+        self._decided(flow, state, count)
+
+    def _failed(self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState, e: Exception) -> None:
+        """Answer the request here: 400/401/403 as decided, 502 for anything else."""
+        if isinstance(e, _Answered):
             state.record.action = e.action
             _answer(flow, e.status, e.body, e.headers)
-        except TokenUnavailable as e:
-            self._token_unavailable(rt, flow, state.record, e)
-        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            return
+        if not isinstance(e, TokenUnavailable):
             logger.error(
                 "authgw: internal error on %s (%s); answered 502",
                 state.record.route or "request",
                 type(e).__name__,
                 exc_info=logger.isEnabledFor(logging.DEBUG),
             )
-            self._token_unavailable(
-                rt, flow, state.record, TokenUnavailable("internal", type(e).__name__)
-            )
+            e = TokenUnavailable("internal", type(e).__name__)
+        self._token_unavailable(rt, flow, state.record, e)
+
+    def _decided(self, flow: http.HTTPFlow, state: _FlowState, count: bool) -> None:
         if count:
             self.metrics.child(
                 self.metrics.requests, state.record.route or NO_ROUTE, state.record.action
@@ -396,9 +464,10 @@ class AuthGateway:
                     flow.response.status_code,
                 )
                 flow.response = None
-                flow.kill()
+                flow.kill()  # type: ignore[no-untyped-call]
 
-    async def _inject(self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState) -> None:
+    def _route(self, rt: _Runtime, flow: http.HTTPFlow, state: _FlowState) -> Route | None:
+        """The route for the request's (re-targeted) host; raises _Answered for 400/403."""
         req, cfg, record = flow.request, rt.config, state.record
         if cfg.upstream_header and cfg.upstream_header in req.headers:
             _retarget(req, cfg, record)
@@ -407,12 +476,15 @@ class AuthGateway:
         if route is None:
             if cfg.unmatched == "reject":
                 raise _Answered(403, "no route for host", "rejected")
-            return
+            return None
         record.route, state.route = route.name, route
-        if route.verify is not None:
-            await self._verify_inbound(rt, route, req, record)
-        if route.token is None:
-            return  # a verify-only route: forwarded as the client sent it
+        return route
+
+    def _token_plan(
+        self, rt: _Runtime, req: http.Request, route: Route, record: FlowRecord
+    ) -> tuple[CacheKey, Fetcher] | None:
+        """The cache key and fetcher for the route's token; None: forward without one."""
+        assert route.token is not None
         if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
             raise InsecureUpstream(
                 f"route {route.name}: refusing to send a token over plain http to "
@@ -422,21 +494,35 @@ class AuthGateway:
         source = rt.sources[route.name]
         record.token_source = source.kind
         record.audience = audience
-        started = time.perf_counter()
         try:
-            key = CacheKey(route.name, audience, source.cache_params())
-            token = await rt.cache.get(key, partial(source.fetch, audience))
+            params = source.cache_params()
         except MissingSecret as e:
-            if not getattr(route.token, "optional", False):
-                raise
-            if route.name not in self._warned_optional:
-                self._warned_optional.add(route.name)
-                logger.warning(
-                    "authgw: route %s: %s; optional, forwarding without a token", route.name, e
-                )
-            return
-        finally:
-            record.token_ms = (time.perf_counter() - started) * 1000
+            if self._optional_missing(route, e):
+                return None
+            raise
+        return CacheKey(route.name, audience, params), partial(source.fetch, audience)
+
+    def _optional_missing(self, route: Route, error: MissingSecret) -> bool:
+        """True (and a warning, once) if the route's secret is optional: forward as is."""
+        if not getattr(route.token, "optional", False):
+            return False
+        if route.name not in self._warned_optional:
+            self._warned_optional.add(route.name)
+            logger.warning(
+                "authgw: route %s: %s; optional, forwarding without a token", route.name, error
+            )
+        return True
+
+    def _inject(
+        self,
+        rt: _Runtime,
+        req: http.Request,
+        state: _FlowState,
+        route: Route,
+        key: CacheKey,
+        token: Token,
+    ) -> None:
+        record = state.record
         state.key, state.token = key, token
         record.kid = token.kid
         record.token_expires_in = token.seconds_left(self._clock())

@@ -121,10 +121,11 @@ class TokenCache:
             return float("inf")
         return token.expires_at - self.settings.min_ttl
 
-    async def get(self, key: CacheKey, fetch: Fetcher) -> Token:
-        """A usable token for ``key``, fetching with ``fetch`` if need be.
+    def peek(self, key: CacheKey, fetch: Fetcher) -> Token | None:
+        """The cached token for ``key`` if it is usable, without waiting; None on a miss.
 
-        Raises ``TokenUnavailable`` when the fetch fails or a failure is remembered.
+        A hit counts as one and starts the refresh-ahead as ``get`` does, so a caller can
+        serve hits synchronously and ``await get`` only on a miss.
         """
         token = self._tokens.get(key)
         if token is not None:
@@ -134,6 +135,15 @@ class TokenCache:
                 and token.expires_at - self._clock() < self.settings.refresh_ahead
             ):
                 self._refresh_in_background(key, fetch)
+        return token
+
+    async def get(self, key: CacheKey, fetch: Fetcher) -> Token:
+        """A usable token for ``key``, fetching with ``fetch`` if need be.
+
+        Raises ``TokenUnavailable`` when the fetch fails or a failure is remembered.
+        """
+        token = self.peek(key, fetch)
+        if token is not None:
             return token
         self._observer.miss(key)
         task = self._inflight.get(key)

@@ -1,13 +1,25 @@
-"""Fixtures shared by the unit tests."""
+"""Fixtures shared by the tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from authgw.sts_emulator import StsEmulator
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_proxy_env() -> Iterator[None]:
+    """Every test talks to loopback: a proxy from the environment (boto3 and urllib honour
+    HTTP_PROXY and friends) must not sit between a test and its own servers."""
+    saved = {k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")}
+    for name in saved:
+        del os.environ[name]
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -190,8 +190,12 @@ class AuthGateway:
                 cache.drop_route(name)
         else:
             cache = TokenCache(cfg.cache, clock=self._clock, observer=self.metrics)
+        # A route the reload left as it was keeps its verifier, and so its fetched JWKS.
+        kept = {r.name for r in old.config.routes if r in cfg.routes} if old else set()
         verifiers = {
-            r.name: RouteVerifier(r.name, r.verify, clock=self._clock)
+            r.name: old.verifiers[r.name]
+            if old is not None and r.name in kept
+            else RouteVerifier(r.name, r.verify, clock=self._clock)
             for r in cfg.routes
             if r.verify is not None
         }
@@ -199,9 +203,8 @@ class AuthGateway:
             config=cfg, sources=built, cache=cache, flowlog=flowlog, verifiers=verifiers
         )
         if old is not None:  # a route the reload did not change keeps its last error
-            same = {r.name for r in old.config.routes if r in cfg.routes}
             self._rt.last_errors.update(
-                (name, err) for name, err in old.last_errors.items() if name in same
+                (name, err) for name, err in old.last_errors.items() if name in kept
             )
         self.metrics.bind({name: src.kind for name, src in built.items()}, cache)
         if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
@@ -536,10 +539,7 @@ class AuthGateway:
         """Check the client's own token (verify routes); in enforce mode, a bad one is a 401."""
         assert route.verify is not None
         values = req.headers.get_all(route.header)
-        prefix = route.prefix.strip().lower()
-        token = values[0].strip() if len(values) == 1 else ""
-        if prefix and token.lower().startswith(prefix):
-            token = token[len(prefix) :].strip()
+        token = _split_prefix(values[0], route.prefix)[1] if len(values) == 1 else ""
         audience = route.verify.audience
         if audience == "dynamic":
             audience = routing.dynamic_audience(req.scheme, req.host)
@@ -551,8 +551,8 @@ class AuthGateway:
             except VerifyError as e:
                 verdict = Verdict(False, "unverifiable", str(e))
         record.verify, record.verify_detail = verdict.reason, verdict.detail
-        self.metrics.verify.labels(
-            route.name, "valid" if verdict.valid else "invalid", verdict.reason
+        self.metrics.child(
+            self.metrics.verify, route.name, "valid" if verdict.valid else "invalid", verdict.reason
         ).inc()
         if verdict.valid:
             return
@@ -729,11 +729,21 @@ def _stamp(path: Path) -> bytes | None:
         return None
 
 
+def _split_prefix(value: str, prefix: str) -> tuple[str, str]:
+    """(the prefix as sent, the token) of a credential header; the prefix matches in any
+    case and with any spacing (``bearer  x``), and may be absent."""
+    word = prefix.strip()
+    head = value.lstrip()
+    if word and head[: len(word)].lower() == word.lower():
+        token = head[len(word) :]
+        return head[: len(head) - len(token.lstrip())], token.strip()
+    return "", value.strip()
+
+
 def _redacted(value: str, prefix: str) -> str:
     """``Bearer <authgw redacted sha256:...>`` for ``Bearer <token>``."""
-    if prefix and value[: len(prefix)].lower() == prefix.lower():
-        return f"{value[: len(prefix)]}<authgw redacted {fingerprint(value[len(prefix) :])}>"
-    return f"<authgw redacted {fingerprint(value)}>"
+    sent, token = _split_prefix(value, prefix)
+    return f"{sent}<authgw redacted {fingerprint(token)}>"
 
 
 def _target(req: http.Request) -> tuple[str, str, int]:

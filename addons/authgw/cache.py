@@ -148,18 +148,20 @@ class TokenCache:
         self._observer.miss(key)
         task = self._inflight.get(key)
         if task is None:
-            failure = self._failures.get(key)
-            if failure is not None and self._clock() < failure.until:
+            failure = self._backing_off(key)
+            if failure is not None:
                 raise failure.error
             task = self._start_fetch(key, fetch)
         # shield: a waiter's cancellation must not cancel the fetch the others wait on.
         return await asyncio.shield(task)
 
-    def _refresh_in_background(self, key: CacheKey, fetch: Fetcher) -> None:
-        if key in self._inflight:
-            return
+    def _backing_off(self, key: CacheKey) -> _Failure | None:
+        """The failure remembered for ``key`` while its backoff window lasts."""
         failure = self._failures.get(key)
-        if failure is not None and self._clock() < failure.until:
+        return failure if failure is not None and self._clock() < failure.until else None
+
+    def _refresh_in_background(self, key: CacheKey, fetch: Fetcher) -> None:
+        if key in self._inflight or self._backing_off(key) is not None:
             return
         task = self._start_fetch(key, fetch)
         task.add_done_callback(lambda t: self._refresh_done(key, t))

@@ -8,14 +8,7 @@ from typing import Any
 
 from authgw.config import StaticTokenConfig
 from authgw.sources import Clock, SecretReader
-from authgw.tokens import (
-    ExpiredToken,
-    MissingSecret,
-    Token,
-    TokenUnavailable,
-    peek,
-    token_from_jwt,
-)
+from authgw.tokens import ExpiredToken, Token, TokenUnavailable, token_from_jwt
 
 
 class StaticSource:
@@ -40,7 +33,8 @@ class StaticSource:
     def cache_params(self) -> Hashable:
         return self.value.fingerprint()
 
-    async def fetch(self, audience: tuple[str, ...]) -> Token:
+    def _token(self) -> Token:
+        """The current value as a Token; ``TokenUnavailable`` if missing or not printable."""
         raw = self.value.read()
         try:
             text = raw.decode("ascii").strip()
@@ -52,7 +46,10 @@ class StaticSource:
                 f"static token from {self.config.value.describe()} "
                 f"({self.value.fingerprint()}) is not a printable ASCII token",
             )
-        token = token_from_jwt(text, self.kind)
+        return token_from_jwt(text, self.kind)
+
+    async def fetch(self, audience: tuple[str, ...]) -> Token:
+        token = self._token()
         now = self._clock()
         if token.expires_at is not None and token.expires_at <= now:
             raise ExpiredToken(
@@ -68,9 +65,9 @@ class StaticSource:
             "secret_fingerprint": self.value.fingerprint_or_none(),
         }
         try:
-            peeked = peek(self.value.read().decode("ascii", "replace").strip())
-        except MissingSecret:
-            peeked = None
-        if peeked is not None and peeked.exp is not None:
-            info["expires_at"] = peeked.exp
+            expires_at = self._token().expires_at
+        except TokenUnavailable:
+            expires_at = None
+        if expires_at is not None:
+            info["expires_at"] = expires_at
         return info

@@ -296,3 +296,18 @@ def test_tokens_without_expiry_stay_until_dropped() -> None:
         assert cache.clear() == 1 and len(cache) == 0
 
     run(scenario())
+
+
+def test_failures_lists_only_keys_in_their_backoff_window() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, error_backoff=4)
+
+    async def scenario() -> None:
+        source.errors.append(TokenUnavailable("transport", "down"))
+        with pytest.raises(TokenUnavailable):
+            await get(cache, source)
+
+    run(scenario())
+    assert cache.failures()[KEY]["retry_in"] == 0.5 and cache.failures()[KEY]["count"] == 1
+    clock.advance(0.5)
+    assert cache.failures() == {}

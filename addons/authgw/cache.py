@@ -277,15 +277,17 @@ class TokenCache:
         return iter([(k, v) for k, v in self._tokens.items()])
 
     def failures(self) -> dict[CacheKey, dict[str, Any]]:
+        """Keys in their backoff window now: requests for them get the error at once."""
         now = self._clock()
         return {
             k: {
                 "error_class": f.error.error_class,
                 "message": str(f.error),
-                "retry_in": max(0.0, round(f.until - now, 3)),
+                "retry_in": round(f.until - now, 3),
                 "count": f.count,
             }
             for k, f in list(self._failures.items())
+            if now < f.until
         }
 
     async def aclose(self) -> None:

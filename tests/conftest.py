@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,3 +38,29 @@ def sts() -> Iterator[StsEmulator]:
     emulator = StsEmulator().start()
     yield emulator
     emulator.stop()
+
+
+class _EagerTasksPolicy(asyncio.DefaultEventLoopPolicy):
+    """New loops run tasks eagerly, as mitmproxy sets them up on Python 3.12+."""
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        return loop
+
+
+@pytest.fixture(params=["lazy_tasks", "eager_tasks"])
+def task_factory(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test under asyncio's default task factory and under eager tasks, where a
+    task that never pauses has finished inside ``create_task()``."""
+    if request.param == "lazy_tasks":
+        yield request.param
+        return
+    if not hasattr(asyncio, "eager_task_factory"):
+        pytest.skip("eager tasks need Python 3.12+ (mitmproxy uses them there)")
+    saved = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_EagerTasksPolicy())
+    try:
+        yield request.param
+    finally:
+        asyncio.set_event_loop_policy(saved)

@@ -22,6 +22,9 @@ from tests.fakes import FakeClock, hook
 SECRET = "unit-test-secret-that-is-32-bytes!!"
 STATIC = "static-gateway-token-value-0123456789"
 
+# Each test runs with lazy and with eager tasks (mitmproxy on Python 3.12+).
+pytestmark = pytest.mark.usefixtures("task_factory")
+
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)

@@ -14,6 +14,9 @@ from tests.fakes import FakeClock, FakeSource
 
 KEY = CacheKey("route", ("aud",))
 
+# Each test runs with lazy and with eager tasks (mitmproxy on Python 3.12+).
+pytestmark = pytest.mark.usefixtures("task_factory")
+
 
 class CountingObserver:
     def __init__(self) -> None:
@@ -311,3 +314,27 @@ def test_failures_lists_only_keys_in_their_backoff_window() -> None:
     assert cache.failures()[KEY]["retry_in"] == 0.5 and cache.failures()[KEY]["count"] == 1
     clock.advance(0.5)
     assert cache.failures() == {}
+
+
+def test_a_fetch_that_never_pauses_leaves_nothing_in_flight() -> None:
+    """Under eager tasks such a fetch ends inside create_task(); it must not stay the
+    in-flight fetch that every later miss awaits (it would hand out its old token)."""
+    clock = FakeClock()
+    cache, source, _ = make(clock, refresh_ahead=60, min_ttl=10)
+
+    async def scenario() -> list[str]:
+        seen = [(await get(cache, source)).value]
+        clock.advance(300)  # expired
+        seen.append((await get(cache, source)).value)
+        cache.drop(KEY)
+        seen.append((await get(cache, source)).value)
+        for _ in range(2):
+            clock.advance(250)  # inside refresh_ahead: a background refresh each time
+            await get(cache, source)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            seen.append((await get(cache, source)).value)
+        return seen
+
+    assert run(scenario()) == ["token-1", "token-2", "token-3", "token-4", "token-5"]
+    assert source.calls == 5

@@ -20,6 +20,9 @@ from tests.fakes import FakeClock, hook
 
 SECRET = "metrics-test-secret-" + "m" * 40
 
+# Each test runs with lazy and with eager tasks (mitmproxy on Python 3.12+).
+pytestmark = pytest.mark.usefixtures("task_factory")
+
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}

@@ -181,7 +181,11 @@ class TokenCache:
 
     def _start_fetch(self, key: CacheKey, fetch: Fetcher) -> asyncio.Task[Token]:
         task = asyncio.get_running_loop().create_task(self._fetch(key, fetch))
-        self._inflight[key] = task
+        # With eager tasks (mitmproxy on Python 3.12+) a fetch that never pauses has
+        # finished inside create_task(): it must not be left in _inflight, where every
+        # later miss would await it and get its old token.
+        if not task.done():
+            self._inflight[key] = task
         self._background.add(task)
         task.add_done_callback(self._forget)
         return task
@@ -230,7 +234,9 @@ class TokenCache:
             self._observer.fetched(key, e, self._clock() - started)
             raise
         finally:
-            self._inflight.pop(key, None)
+            # Only this fetch's own entry: an eager task runs this before it is stored.
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
         self._failures.pop(key, None)
         self._tokens[key] = token
         self._observer.fetched(key, None, self._clock() - started)

@@ -360,8 +360,8 @@ def test_an_unexpected_error_fails_closed(
     env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
-        assert addon._rt is not None
-        addon._rt.sources["dash"] = ExplodingSource()
+        assert addon.runtime is not None
+        addon.runtime.sources["dash"] = ExplodingSource()
         f = flow()
         await hook(addon.request(f))
         assert f.response is not None and f.response.status_code == 502
@@ -385,14 +385,14 @@ def test_upstream_401_drops_the_cached_token(
     config = BASIC.replace("claims: {stackmon: dummy}", "lifetime: 600")
 
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
-        assert addon._rt is not None
+        assert addon.runtime is not None
         f = flow()
         await hook(addon.request(f))
-        assert len(addon._rt.cache) == 1
+        assert len(addon.runtime.cache) == 1
         f.response = tutils.tresp(status_code=401)
         f.response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         addon.response(f)
-        assert len(addon._rt.cache) == 0
+        assert len(addon.runtime.cache) == 0
         clock.advance(1)
         g = flow()
         await hook(addon.request(g))

@@ -34,6 +34,17 @@ def fingerprint(secret: bytes | str) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
 
 
+def split_prefix(value: str, prefix: str) -> tuple[str, str]:
+    """(the prefix as sent, the token) of a credential header; the prefix matches in any
+    case and with any spacing (``bearer  x``), and may be absent."""
+    word = prefix.strip()
+    head = value.lstrip()
+    if word and head[: len(word)].lower() == word.lower():
+        token = head[len(word) :]
+        return head[: len(head) - len(token.lstrip())], token.strip()
+    return "", value.strip()
+
+
 @dataclass(frozen=True)
 class Token:
     """An immutable token snapshot. ``value`` is never part of ``repr``.

@@ -1,0 +1,353 @@
+"""The request decision: route -> (verify the client's token) -> token plan -> inject.
+
+``Decider.decide`` reads a request and the runtime snapshot and either rewrites the
+request's credential header or answers it (400/401/403 as decided, 502 when no token
+can be had). It never raises: mitmproxy forwards a flow whose hook raised, so any
+unexpected error is a 502 ``internal``. It needs no addon manager; the hooks call it.
+A cache hit is decided synchronously; a miss or a verify route returns a coroutine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from mitmproxy import http
+from mitmproxy.net.http.http1 import expected_http_body_size
+
+from authgw import routing
+from authgw.cache import CacheKey, Fetcher
+from authgw.config import Config, Route
+from authgw.flowlog import FlowRecord
+from authgw.metrics import NO_ROUTE, Metrics
+from authgw.runtime import Runtime
+from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
+from authgw.verify import Verdict, VerifyError
+
+logger = logging.getLogger(__name__)
+
+_WARN_EVERY = 60.0  # seconds between warnings for one route and error class; debug between
+
+
+@dataclass
+class FlowState:
+    """What the gateway decided for one flow, kept until its response."""
+
+    record: FlowRecord
+    target: tuple[str, str, int] | None = None  # (scheme, host, port) the token was chosen for
+    route: Route | None = None
+    key: CacheKey | None = None
+    token: Token | None = None
+    headers_before: tuple[tuple[bytes, bytes], ...] = ()
+    redacted: bool = False
+
+
+class Answered(Exception):
+    """The gateway answers the request itself (400/401/403); carries the response."""
+
+    def __init__(
+        self, status: int, body: str, action: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        self.action = action
+        self.headers = headers
+
+
+class Decider:
+    """Decides requests against whichever runtime the caller passes."""
+
+    def __init__(self, metrics: Metrics, *, clock: Callable[[], float]) -> None:
+        self.metrics = metrics
+        self.streaming = False  # mitmproxy's stream_large_bodies is set
+        self._clock = clock
+        self._warned_optional: set[str] = set()
+        self._warned_at: dict[tuple[str, str], float] = {}
+
+    def decide(
+        self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, count: bool = True
+    ) -> Coroutine[Any, Any, None] | None:
+        """Route, check and inject; None when done, or a coroutine to await for the rest."""
+        try:
+            route = self._route(rt.config, flow.request, state)
+            if route is not None and route.verify is not None:
+                return self._decide_later(rt, flow, state, route, count)
+            if route is not None and route.token is not None:
+                plan = self._token_plan(rt, flow.request, route, state.record)
+                if plan is not None:
+                    started = time.perf_counter()
+                    token = rt.cache.peek(plan[0], plan[1])
+                    if token is None:
+                        return self._decide_later(rt, flow, state, route, count, plan)
+                    state.record.token_ms = (time.perf_counter() - started) * 1000
+                    self._inject(rt, flow.request, state, route, plan[0], token)
+        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            self._failed(rt, flow, state, e)
+        self._decided(flow, state, count)
+        return None
+
+    async def _decide_later(
+        self,
+        rt: Runtime,
+        flow: http.HTTPFlow,
+        state: FlowState,
+        route: Route,
+        count: bool,
+        plan: tuple[CacheKey, Fetcher] | None = None,
+    ) -> None:
+        """The part of a decision that waits: verifying the client, fetching a token."""
+        try:
+            if plan is None:
+                if route.verify is not None:
+                    await self._verify_inbound(rt, route, flow.request, state.record)
+                if route.token is not None:
+                    plan = self._token_plan(rt, flow.request, route, state.record)
+            if plan is not None:
+                started = time.perf_counter()
+                try:
+                    token = await rt.cache.get(plan[0], plan[1])
+                finally:
+                    state.record.token_ms = (time.perf_counter() - started) * 1000
+                self._inject(rt, flow.request, state, route, plan[0], token)
+        except MissingSecret as e:
+            if not self._optional_missing(route, e):
+                self._failed(rt, flow, state, e)
+        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            self._failed(rt, flow, state, e)
+        self._decided(flow, state, count)
+
+    def _route(self, cfg: Config, req: http.Request, state: FlowState) -> Route | None:
+        """The route for the request's (re-targeted) host; raises Answered for 400/403."""
+        if cfg.upstream_header and cfg.upstream_header in req.headers:
+            _retarget(req, cfg, state.record)
+        state.target, state.headers_before = target(req), req.headers.fields
+        route = routing.match(cfg.routes, req.host, req.port)
+        if route is None:
+            if cfg.unmatched == "reject":
+                raise Answered(403, "no route for host", "rejected")
+            return None
+        state.record.route, state.route = route.name, route
+        return route
+
+    def _token_plan(
+        self, rt: Runtime, req: http.Request, route: Route, record: FlowRecord
+    ) -> tuple[CacheKey, Fetcher] | None:
+        """The cache key and fetcher for the route's token; None: forward without one."""
+        assert route.token is not None
+        if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
+            raise InsecureUpstream(
+                f"route {route.name}: refusing to send a token over plain http to "
+                f"{req.host} (set allow_http: true to allow)"
+            )
+        audience = routing.audience_for(route.token, req.scheme, req.host)
+        source = rt.sources[route.name]
+        record.token_source = source.kind
+        record.audience = audience
+        try:
+            params = source.cache_params()
+        except MissingSecret as e:
+            if self._optional_missing(route, e):
+                return None
+            raise
+        return CacheKey(route.name, audience, params), partial(source.fetch, audience)
+
+    def _optional_missing(self, route: Route, error: MissingSecret) -> bool:
+        """True (and a warning, once) if the route's secret is optional: forward as is."""
+        if not getattr(route.token, "optional", False):
+            return False
+        if route.name not in self._warned_optional:
+            self._warned_optional.add(route.name)
+            logger.warning(
+                "authgw: route %s: %s; optional, forwarding without a token", route.name, error
+            )
+        return True
+
+    def _inject(
+        self,
+        rt: Runtime,
+        req: http.Request,
+        state: FlowState,
+        route: Route,
+        key: CacheKey,
+        token: Token,
+    ) -> None:
+        record = state.record
+        state.key, state.token = key, token
+        record.kid = token.kid
+        record.token_expires_in = token.seconds_left(self._clock())
+        _rewrite_headers(req.headers, route, token, record)
+        record.action = "injected"
+        rt.last_errors.pop(route.name, None)
+
+    async def _verify_inbound(
+        self, rt: Runtime, route: Route, req: http.Request, record: FlowRecord
+    ) -> None:
+        """Check the client's own token (verify routes); in enforce mode, a bad one is a 401."""
+        assert route.verify is not None
+        values = req.headers.get_all(route.header)
+        token = split_prefix(values[0], route.prefix)[1] if len(values) == 1 else ""
+        audience = route.verify.audience
+        if audience == "dynamic":
+            audience = routing.dynamic_audience(req.scheme, req.host)
+        if not token:
+            verdict = Verdict(False, "missing", f"no single {route.header} header with a token")
+        else:
+            try:
+                verdict = await rt.verifiers[route.name].check(token, audience)
+            except VerifyError as e:
+                verdict = Verdict(False, "unverifiable", str(e))
+        record.verify, record.verify_detail = verdict.reason, verdict.detail
+        self.metrics.child(
+            self.metrics.verify, route.name, "valid" if verdict.valid else "invalid", verdict.reason
+        ).inc()
+        if verdict.valid:
+            return
+        self._warn_limited(
+            (route.name, f"verify:{verdict.reason}"),
+            "authgw: route %s: client token %s: %s (%s)",
+            route.name,
+            verdict.reason,
+            verdict.detail,
+            "rejected with 401" if route.verify.enforce else "observe mode, forwarded",
+        )
+        if route.verify.enforce:
+            raise Answered(
+                401,
+                f"token rejected ({verdict.reason}): {verdict.detail}",
+                "rejected",
+                {
+                    "WWW-Authenticate": f'Bearer error="invalid_token", '
+                    f'error_description="{verdict.reason}"'
+                },
+            )
+
+    def _failed(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, e: Exception) -> None:
+        """Answer the request here: 400/401/403 as decided, 502 for anything else."""
+        if isinstance(e, Answered):
+            state.record.action = e.action
+            answer(flow, e.status, e.body, e.headers)
+            return
+        if not isinstance(e, TokenUnavailable):
+            logger.error(
+                "authgw: internal error on %s (%s); answered 502",
+                state.record.route or "request",
+                type(e).__name__,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            e = TokenUnavailable("internal", type(e).__name__)
+        record = state.record
+        record.action = "token_unavailable"
+        record.error_class = e.error_class
+        route = record.route or NO_ROUTE
+        rt.last_errors[route] = {
+            "error_class": e.error_class,
+            "message": str(e),
+            "at": self._clock(),
+        }
+        self._warn_limited(
+            (route, e.error_class),
+            "authgw: route %s: token unavailable (%s): %s; answering 502",
+            route,
+            e.error_class,
+            e,
+        )
+        answer(
+            flow,
+            502,
+            f"token unavailable (route {route}: {e.error_class})",
+            {"X-Authgw-Error": e.error_class},
+        )
+
+    def _decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
+        if count:
+            self.metrics.child(
+                self.metrics.requests, state.record.route or NO_ROUTE, state.record.action
+            ).inc()
+        if flow.response is not None:
+            if self._can_answer(flow):
+                flow.request.stream = False  # answered here: the body is read and dropped
+            else:
+                logger.info(
+                    "authgw: closing the connection instead of answering %d: mitmproxy cannot "
+                    "answer a request whose body it streams (stream_large_bodies)",
+                    flow.response.status_code,
+                )
+                flow.response = None
+                flow.kill()  # type: ignore[no-untyped-call]
+
+    def _can_answer(self, flow: http.HTTPFlow) -> bool:
+        """False where mitmproxy streams the request body: it cannot answer such a request."""
+        if not self.streaming:
+            return True
+        if flow.request.stream:
+            return False
+        try:
+            size = expected_http_body_size(flow.request)
+        except ValueError:
+            return False
+        return size is not None and size >= 0
+
+    def _warn_limited(self, key: tuple[str, str], message: str, *args: object) -> None:
+        """``message`` at warning level once a minute per key, at debug in between."""
+        now = time.monotonic()
+        if now - self._warned_at.get(key, -_WARN_EVERY) >= _WARN_EVERY:
+            self._warned_at[key] = now
+            logger.warning(message, *args)
+        else:
+            logger.debug(message, *args)
+
+
+def target(req: http.Request) -> tuple[str, str, int]:
+    """What a token is chosen for: (scheme, host, port)."""
+    return req.scheme, req.host, req.port
+
+
+def answer(
+    flow: http.HTTPFlow, status: int, body: str, headers: dict[str, str] | None = None
+) -> None:
+    flow.response = http.Response.make(
+        status,
+        (body + "\n").encode(),
+        {"Content-Type": "text/plain; charset=utf-8", **(headers or {})},
+    )
+
+
+def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
+    """Point the request at the host its upstream header names, if a route covers it."""
+    name = cfg.upstream_header
+    assert name is not None
+    values = req.headers.get_all(name)
+    del req.headers[name]
+    record.headers_removed.append(name)
+    if len(values) != 1:
+        raise Answered(400, f"bad {name}: sent {len(values)} times", "rejected")
+    try:
+        host, port = routing.parse_upstream(values[0])
+    except ValueError as e:
+        raise Answered(400, f"bad {name}: {e}", "rejected") from e
+    port = port or (443 if cfg.upstream_scheme == "https" else 80)
+    if routing.match(cfg.routes, host, port) is None:
+        raise Answered(403, "no route for host", "rejected")
+    req.scheme = cfg.upstream_scheme
+    req.host = host
+    req.port = port
+
+
+def _rewrite_headers(headers: http.Headers, route: Route, token: Token, record: FlowRecord) -> None:
+    inbound: Sequence[str] = headers.get_all(route.header)
+    if route.keep_inbound_as is not None:
+        # The client's own copy of that header is dropped: only the moved value may be there.
+        if route.keep_inbound_as in headers:
+            del headers[route.keep_inbound_as]
+        if inbound:
+            headers.set_all(route.keep_inbound_as, list(inbound))
+            record.headers_set.append(route.keep_inbound_as)
+    elif inbound:
+        record.headers_removed.append(route.header)
+    headers[route.header] = route.prefix + token.value
+    record.headers_set.append(route.header)

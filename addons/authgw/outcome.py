@@ -1,0 +1,91 @@
+"""What happened to a flow once it is answered: metrics, token drops, the flow record.
+
+On an upstream 401/403 to an injected token, that token leaves the cache and one
+diagnostic line is logged; every routed flow's upstream time goes into the histogram
+and its record into the flow log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from mitmproxy import http
+
+from authgw.decision import FlowState
+from authgw.flowlog import make_line
+from authgw.metrics import NO_ROUTE, Metrics, upstream_error_type
+from authgw.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+class Outcomes:
+    def __init__(self, metrics: Metrics, *, clock: Callable[[], float]) -> None:
+        self.metrics = metrics
+        self._clock = clock
+
+    def response(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
+        status = flow.response.status_code if flow.response else None
+        if status in (401, 403) and state.record.action == "injected":
+            self._upstream_rejected(rt, flow, state, status)
+        self.finish(rt, flow, state, status)
+
+    def _upstream_rejected(
+        self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, status: int
+    ) -> None:
+        token = state.token
+        self.metrics.auth_rejections.labels(state.record.route, str(status)).inc()
+        if state.key is not None:
+            rt.cache.drop(state.key)
+        left = token.seconds_left(self._clock()) if token else None
+        challenge = flow.response.headers.get("WWW-Authenticate", "") if flow.response else ""
+        logger.warning(
+            "authgw: route %s: upstream answered %d to an injected token (kid %s, claims %s, "
+            "%s s left%s); dropped it from the cache",
+            state.record.route,
+            status,
+            token.kid if token else None,
+            ",".join(token.claim_names) if token else "",
+            "no expiry" if left is None else int(left),
+            f", WWW-Authenticate: {challenge[:200]}" if challenge else "",
+        )
+
+    def finish(
+        self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, status: int | None
+    ) -> None:
+        """Upstream timing into the histogram, and the flow's record into the flow log."""
+        record, req = state.record, flow.request
+        upstream_ms = None
+        if record.sent_at is not None and record.action in ("injected", "passthrough"):
+            if flow.error is not None:  # also when headers came and then the body broke
+                end = time.time()
+                error_type = upstream_error_type(flow.error.msg)
+            elif flow.response is not None:
+                end = flow.response.timestamp_end or flow.response.timestamp_start
+                error_type = "none"
+            else:
+                end, error_type = time.time(), "unknown"
+            upstream_ms = max(0.0, ((end or time.time()) - record.sent_at) * 1000)
+            if not (flow.error and flow.error.msg == flow.error.KILLED_MESSAGE):
+                self.metrics.child(
+                    self.metrics.upstream_duration, record.route or NO_ROUTE, error_type
+                ).observe(upstream_ms / 1000)
+        if rt.flowlog is None:
+            return
+        client = flow.client_conn.peername
+        rt.flowlog.write(
+            make_line(
+                record,
+                ts=req.timestamp_start,
+                client=f"{client[0]}:{client[1]}" if client else "",
+                method=req.method,
+                scheme=req.scheme,
+                host=req.host,
+                port=req.port,
+                path=req.path,
+                status=status,
+                upstream_ms=upstream_ms,
+            )
+        )

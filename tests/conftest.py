@@ -49,15 +49,19 @@ class _EagerTasksPolicy(asyncio.DefaultEventLoopPolicy):
         return loop
 
 
-@pytest.fixture(params=["lazy_tasks", "eager_tasks"])
+# Eager tasks exist from Python 3.12 on, where mitmproxy switches them on.
+_TASK_FACTORIES = ["lazy_tasks"] + (
+    ["eager_tasks"] if hasattr(asyncio, "eager_task_factory") else []
+)
+
+
+@pytest.fixture(params=_TASK_FACTORIES)
 def task_factory(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test under asyncio's default task factory and under eager tasks, where a
-    task that never pauses has finished inside ``create_task()``."""
+    """Run the test under asyncio's default task factory and (Python 3.12+) under eager
+    tasks, where a task that never pauses has finished inside ``create_task()``."""
     if request.param == "lazy_tasks":
         yield request.param
         return
-    if not hasattr(asyncio, "eager_task_factory"):
-        pytest.skip("eager tasks need Python 3.12+ (mitmproxy uses them there)")
     saved = asyncio.get_event_loop_policy()
     asyncio.set_event_loop_policy(_EagerTasksPolicy())
     try:

@@ -48,7 +48,7 @@ from typing import Any
 
 from authgw.addon import AuthGateway
 from authgw.cli import addon_script
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
 
 SECRET = "bench-secret-" + "x" * 40
 STATIC = "bench-static-token-0123456789"

@@ -32,7 +32,7 @@ import jwt
 
 from authgw import cli
 from authgw.cli import mitmdump_argv
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
 from authgw.tokens import fingerprint, peek
 
 DEMO_SECRET = "demo-secret-for-the-status-dashboard-0123456789"

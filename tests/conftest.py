@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
+from tests.emulator_helpers import FIXED_NOW
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,6 +39,40 @@ def sts() -> Iterator[StsEmulator]:
     emulator = StsEmulator().start()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+def bare_aws_env(isolated_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``isolated_aws_env``, and none of the host's credentials, region, retry settings or
+    instance metadata either: a boto3 client sees only what the test gives it."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in (
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_MAX_ATTEMPTS",
+        "AWS_RETRY_MODE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def emulator(sts: StsEmulator) -> Iterator[StsEmulator]:
+    """The module's emulator, with no fault or latency and an empty call record."""
+    sts.reset()
+    sts.clear_calls()
+    yield sts
+    sts.reset()
+
+
+@pytest.fixture
+def fixed_clock_emulator() -> Iterator[StsEmulator]:
+    """An emulator of its own, for account 210987654321, whose clock stands at FIXED_NOW."""
+    with StsEmulator(clock=lambda: FIXED_NOW, account="210987654321") as sts:
+        yield sts
 
 
 class _EagerTasksPolicy(asyncio.DefaultEventLoopPolicy):

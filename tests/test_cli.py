@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authgw import cli
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
 from authgw.tokens import fingerprint
 from tests.test_verify import free_port, no_leak, sts_token
 

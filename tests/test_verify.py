@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
 from authgw.tokens import fingerprint
 from authgw.verify import (
     Jwks,

@@ -427,7 +427,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_sts_emulator(args: argparse.Namespace) -> int:
-    from authgw.sts_emulator import serve
+    from authgw.emulator import serve
 
     serve(host=args.host, port=args.port)
     return 0

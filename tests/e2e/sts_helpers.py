@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from authgw.sts_emulator import DEMO_ACCESS_KEY_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY
+from authgw.emulator import DEMO_ACCESS_KEY_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY
 from authgw.tokens import fingerprint
 from tests.e2e.harness import RecordedRequest
 

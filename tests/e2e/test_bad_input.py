@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
 from tests.e2e import conftest
 from tests.e2e.harness import (
     Gateway,

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from authgw.sts_emulator import StsEmulator
+from authgw.emulator import StsEmulator
 from tests.e2e import conftest
 from tests.e2e.harness import (
     Gateway,

@@ -30,7 +30,7 @@ import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from authgw.sts_emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
+from authgw.emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
 from scripts.gencerts import CertPaths
 from tests.e2e import conftest
 from tests.e2e.harness import (

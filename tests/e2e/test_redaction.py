@@ -53,7 +53,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authgw.sts_emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
+from authgw.emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
 from tests.e2e.harness import (
     REPO,
     Gateway,

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from authgw.sts_emulator import (
+from authgw.emulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_REGION,
     STS_CLAIM,

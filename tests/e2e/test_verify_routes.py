@@ -38,7 +38,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from authgw.sts_emulator import DEMO_REGION, StsEmulator
+from authgw.emulator import DEMO_REGION, StsEmulator
 from tests.e2e import conftest
 from tests.e2e.harness import (
     Gateway,

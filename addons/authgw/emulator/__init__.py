@@ -1,0 +1,56 @@
+"""A local AWS STS that answers ``GetWebIdentityToken``, for offline demos and tests.
+
+It speaks the AWS query protocol (API version 2011-06-15) on a loopback HTTP port,
+so an unmodified boto3 client pointed at it with ``endpoint_url`` (or the
+``AWS_ENDPOINT_URL_STS`` environment variable) gets real, verifiable JWTs:
+
+- ``POST /`` with ``Action=GetWebIdentityToken``: validates the request the way
+  the service model does and returns a JWT signed with a per-process RSA-2048
+  (RS256) or EC P-384 (ES384) key.
+- ``GET /.well-known/openid-configuration`` and ``GET /.well-known/jwks.json``:
+  OIDC discovery; the ``iss`` claim is the emulator's own URL, so verifiers that
+  discover keys from the issuer work against it.
+- ``/_emulator/faults`` and ``/_emulator/calls``: fault injection (any AWS error
+  code, for the next N calls or all of them; added latency) and the call record,
+  for tests and demos that run the emulator as its own process. The same
+  controls exist as methods on :class:`StsEmulator`.
+
+What it does not do: it never verifies a SigV4 signature (it only requires an
+``AWS4-HMAC-SHA256`` ``Authorization`` header and reads the access key id and
+region from its credential scope), it knows no IAM users, roles, policies or
+accounts (the caller's ARN is derived from the access key id), and it implements
+no other STS action. Its keys live only as long as the process. Do not expose it
+beyond loopback.
+
+Layout: ``server`` (the HTTP server, its lifecycle and path dispatch: ``StsEmulator``,
+``serve``), ``sts`` (the STS query protocol and its errors), ``sts_request`` (one
+GetWebIdentityToken request: parameters, validation, record), ``keys`` (signing
+keys, JWKS, OIDC discovery), ``controls`` (injected faults, latency, call log).
+"""
+
+from authgw.emulator.server import StsEmulator, serve
+from authgw.emulator.sts import (
+    API_VERSION,
+    AWS_ERRORS,
+    DEMO_ACCESS_KEY_ID,
+    DEMO_REGION,
+    DEMO_SECRET_ACCESS_KEY,
+    STS_CLAIM,
+    AwsError,
+)
+from authgw.emulator.sts_request import RESULT_OK, SIGNING_ALGORITHMS, CallRecord
+
+__all__ = [
+    "API_VERSION",
+    "AWS_ERRORS",
+    "DEMO_ACCESS_KEY_ID",
+    "DEMO_REGION",
+    "DEMO_SECRET_ACCESS_KEY",
+    "RESULT_OK",
+    "SIGNING_ALGORITHMS",
+    "STS_CLAIM",
+    "AwsError",
+    "CallRecord",
+    "StsEmulator",
+    "serve",
+]

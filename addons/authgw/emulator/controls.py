@@ -1,0 +1,134 @@
+"""What a test or demo can set and see on a running emulator: faults, latency, calls.
+
+``Faults`` holds the injected error (for the next N calls or all of them) and the
+added latency; ``CallLog`` records every call answered and counts those still being
+answered. Both are thread-safe: the HTTP server answers each call on its own thread.
+``fault_settings`` parses the JSON body of ``POST /_emulator/faults``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Fault:
+    code: str
+    remaining: int | None  # None: every call
+    message: str
+
+
+class Faults:
+    """The injected fault and latency; each change and each ``take()`` is atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fault: Fault | None = None
+        self._latency = 0.0
+
+    def fail_with(self, code: str, times: int | None, message: str) -> None:
+        """Answer the next ``times`` calls (all if None) with ``code`` and ``message``."""
+        if times is not None and (isinstance(times, bool) or times < 1):
+            raise ValueError(f"times must be a positive integer or None, not {times!r}")
+        fault = Fault(code, times, message)
+        with self._lock:
+            self._fault = fault
+
+    def set_latency(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError(f"latency must be >= 0 seconds, not {seconds!r}")
+        with self._lock:
+            self._latency = float(seconds)
+
+    @property
+    def latency(self) -> float:
+        with self._lock:
+            return self._latency
+
+    def reset(self) -> None:
+        with self._lock:
+            self._fault = None
+            self._latency = 0.0
+
+    def take(self) -> Fault | None:
+        """The fault to answer this call with, if any; counts the call against ``times``."""
+        with self._lock:
+            fault = self._fault
+            if fault is not None and fault.remaining is not None:
+                left = fault.remaining - 1
+                self._fault = Fault(fault.code, left, fault.message) if left > 0 else None
+            return fault
+
+    def state(self) -> dict[str, Any]:
+        """The current fault and latency as JSON-ready data."""
+        with self._lock:
+            fault = self._fault
+            return {
+                "fault": None
+                if fault is None
+                else {"code": fault.code, "remaining": fault.remaining, "message": fault.message},
+                "latency": self._latency,
+            }
+
+
+class CallLog(Generic[R]):
+    """The record of answered calls, oldest first, and how many are being answered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[R] = []
+        self._in_flight = 0
+
+    def begin(self) -> None:
+        """A call arrived; ``end()`` must follow."""
+        with self._lock:
+            self._in_flight += 1
+
+    def end(self, record: R) -> None:
+        """A begun call is answered: no longer in flight, and recorded, in one step."""
+        with self._lock:
+            self._in_flight -= 1
+            self._records.append(record)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    @property
+    def records(self) -> list[R]:
+        with self._lock:
+            return list(self._records)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+
+def fault_settings(data: object) -> tuple[str | None, int | None, float | None, str | None]:
+    """Parse a ``POST /_emulator/faults`` body; ValueError names the bad field."""
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = set(data) - {"code", "times", "latency", "message"}
+    if unknown:
+        raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
+    code, times, latency, message = (data.get(k) for k in ("code", "times", "latency", "message"))
+    if code is not None and not isinstance(code, str):
+        raise ValueError("code must be a string or null")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
+        raise ValueError("times must be an integer or null")
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)):
+        raise ValueError("latency must be a number or null")
+    if message is not None and not isinstance(message, str):
+        raise ValueError("message must be a string or null")
+    if code is None and (times is not None or message is not None):
+        raise ValueError("times and message need a code")
+    return code, times, None if latency is None else float(latency), message

@@ -1,0 +1,113 @@
+"""The emulator's server: its keys and discovery documents, its log, and serve()."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from authgw.emulator import StsEmulator
+from tests.emulator_helpers import http, make_client
+
+pytestmark = pytest.mark.usefixtures("bare_aws_env")
+
+
+# -- keys and discovery --------------------------------------------------------------------
+
+
+def test_each_algorithm_has_its_own_key_and_kid_from_public_key(emulator: StsEmulator) -> None:
+    client = make_client(emulator)
+    kids = {}
+    for algorithm in ("RS256", "ES384"):
+        token = client.get_web_identity_token(Audience=["x"], SigningAlgorithm=algorithm)[
+            "WebIdentityToken"
+        ]
+        kids[algorithm] = jwt.get_unverified_header(token)["kid"]
+
+    status, body = http("GET", emulator.jwks_url)
+
+    assert status == 200
+    keys = {key["kid"]: key for key in json.loads(body)["keys"]}
+    assert set(keys) == set(kids.values()) and len(keys) == 2
+    for algorithm, kid in kids.items():
+        jwk = keys[kid]
+        assert jwk["alg"] == algorithm and jwk["use"] == "sig"
+        der = jwt.PyJWK(jwk).key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert kid == hashlib.sha256(der).hexdigest()[:16]
+
+
+def test_discovery_document_points_at_the_jwks(emulator: StsEmulator) -> None:
+    status, body = http("GET", emulator.url + "/.well-known/openid-configuration")
+
+    assert status == 200
+    document = json.loads(body)
+    assert document["issuer"] == emulator.issuer == emulator.url
+    assert document["jwks_uri"] == emulator.jwks_url
+    assert document["id_token_signing_alg_values_supported"] == ["RS256", "ES384"]
+    status, body = http("GET", document["jwks_uri"])
+    assert status == 200
+    assert {key["alg"] for key in json.loads(body)["keys"]} == {"RS256", "ES384"}
+
+
+# -- logging and serve() ----------------------------------------------------------------------
+
+
+def test_calls_are_logged_without_the_token(
+    emulator: StsEmulator, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO, logger="authgw.emulator")
+
+    token = make_client(emulator).get_web_identity_token(
+        Audience=["a", "b"], SigningAlgorithm="ES384"
+    )["WebIdentityToken"]
+
+    records = [r.getMessage() for r in caplog.records if r.name.startswith("authgw.emulator")]
+    assert any(
+        "GetWebIdentityToken" in m and "audiences=2" in m and "ES384" in m and "result=OK" in m
+        for m in records
+    )
+    assert all(token not in m and token.split(".")[2] not in m for m in records)
+    assert capfd.readouterr().err == ""  # http.server's access log is silenced
+
+
+def test_serve_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from authgw.emulator import serve; serve(port=0)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline().strip() for _ in range(7)]
+        settings = dict(line.split("=", 1) for line in lines if "=" in line and "#" not in line)
+        assert set(settings) == {
+            "AWS_ENDPOINT_URL_STS",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
+        assert settings["AWS_REGION"] == "us-east-1"
+        url = settings["AWS_ENDPOINT_URL_STS"]
+        assert url.startswith("http://127.0.0.1:") and url in lines[0]
+        status, body = http("GET", url + "/.well-known/openid-configuration")
+        assert status == 200 and json.loads(body)["issuer"] == url
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=5)

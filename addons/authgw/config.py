@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from authgw.routing import HostPattern, parse_host_port
+from authgw.hosts import HostPattern, parse_host_port
 
 DYNAMIC: Literal["dynamic"] = "dynamic"
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")

@@ -1,32 +1,14 @@
+"""The whole file (authgw.config.loader) and how its errors name field and line."""
+
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from authgw import config
 from authgw.config import ConfigError
-
-MINIMAL = """\
-version: 1
-routes:
-  - name: dash
-    hosts: [dash.example.com]
-    token:
-      type: hmac
-      secret: {env: DASH_SECRET}
-"""
-
-
-def parse(text: str, base: Path = Path("/etc/authgw")) -> config.Config:
-    return config.parse(textwrap.dedent(text), file="gateway.yaml", base_dir=base)
-
-
-def error(text: str) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse(text)
-    return info.value
+from tests.configs import MINIMAL, error, parse
 
 
 def test_minimal_config_gets_the_documented_defaults() -> None:
@@ -224,58 +206,6 @@ def test_errors_name_field_reason_and_line(
 
 
 @pytest.mark.parametrize(
-    ("token", "message"),
-    [
-        ("{type: sts, audience: []}", "routes[0].token.audience: must be dynamic or a list"),
-        (
-            "{type: sts, audience: [" + ",".join(["a"] * 11) + "]}",
-            "routes[0].token.audience: must be dynamic or a list of 1 to 10",
-        ),
-        (
-            "{type: sts, audience: dynamic, duration: 59}",
-            "routes[0].token.duration: 59 is out of range (from 60 to 3600)",
-        ),
-        (
-            "{type: sts, audience: dynamic, duration: 3601}",
-            "routes[0].token.duration: 3601 is out of range",
-        ),
-        (
-            "{type: sts, audience: dynamic, signing_algorithm: HS256}",
-            "routes[0].token.signing_algorithm: HS256 is not one of RS256, ES384",
-        ),
-        (
-            "{type: sts, audience: dynamic, tags: {"
-            + ",".join(f"k{i}: v" for i in range(51))
-            + "}}",
-            "routes[0].token.tags: has 51 tags; STS takes at most 50",
-        ),
-        (
-            "{type: sts, audience: dynamic, endpoint_url: 'ftp://x'}",
-            "routes[0].token.endpoint_url: 'ftp://x' is not an http(s) URL",
-        ),
-        ("{type: static}", "routes[0].token.value: is required"),
-        ("{type: static, value: ''}", "routes[0].token.value: must not be empty"),
-    ],
-)
-def test_token_errors(token: str, message: str) -> None:
-    text = MINIMAL.split("    token:")[0] + f"    token: {token}\n"
-    assert str(error(text)).startswith(message)
-
-
-def test_single_sts_audience_string_is_a_list_of_one() -> None:
-    text = MINIMAL.split("    token:")[0] + "    token: {type: sts, audience: svc}\n"
-    token = parse(text).routes[0].token
-    assert isinstance(token, config.StsTokenConfig) and token.audience == ("svc",)
-
-
-def test_duplicate_route_names() -> None:
-    text = MINIMAL + MINIMAL.split("routes:\n")[1]
-    e = error(text)
-    assert str(e).startswith("routes[1].name: 'dash' is used by an earlier route")
-    assert e.line == 8
-
-
-@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "must be a mapping, not null"),
@@ -302,54 +232,3 @@ def test_load_reads_relative_to_the_file(tmp_path: Path) -> None:
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "nope.yaml")
-
-
-def test_verify_routes(tmp_path: Path) -> None:
-    cfg = parse("""\
-        version: 1
-        routes:
-          - name: dash
-            hosts: [dash.example.com]
-            verify: {secret: {env: S}, audience: dynamic, issuer: me, enforce: true}
-          - name: partner
-            hosts: [p.example]
-            verify: {jwks: keys/jwks.json}
-            token: {type: static, value: {env: T}}
-          - name: sts
-            hosts: [s.example]
-            verify: {jwks: "http://127.0.0.1:8090"}
-    """)
-    dash, partner, sts = cfg.routes
-    assert dash.token is None
-    assert dash.verify == config.VerifyConfig(
-        secret=config.SecretRef(kind="env", name="S"), audience="dynamic", issuer="me", enforce=True
-    )
-    assert partner.verify is not None and partner.verify.jwks == "/etc/authgw/keys/jwks.json"
-    assert partner.token is not None
-    assert sts.verify is not None and sts.verify.jwks == "http://127.0.0.1:8090"
-
-
-@pytest.mark.parametrize(
-    ("route", "message"),
-    [
-        ("{name: a, hosts: [a]}", "routes[0].token: is required (or verify:, or both)"),
-        (
-            "{name: a, hosts: [a], verify: {}}",
-            "routes[0].verify: needs exactly one of secret, jwks",
-        ),
-        (
-            "{name: a, hosts: [a], verify: {secret: {env: S}, jwks: x}}",
-            "routes[0].verify: needs exactly one of secret, jwks",
-        ),
-        (
-            "{name: a, hosts: [a], verify: {jwks: x, enforce: yes}}",
-            "routes[0].verify.enforce: must be true or false",
-        ),
-        (
-            "{name: a, hosts: [a], verify: {jwks: x, mode: strict}}",
-            "routes[0].verify.mode: unknown key",
-        ),
-    ],
-)
-def test_verify_errors(route: str, message: str) -> None:
-    assert str(error(f"version: 1\nroutes:\n  - {route}\n")).startswith(message)

@@ -1,0 +1,119 @@
+"""From a file or a text to a ``Config``: the YAML, the top-level keys, ``cache:``.
+
+``routes:`` is ``authgw.config.routes``' job; this module reads the document around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from authgw.config.fields import FieldReader, show
+from authgw.config.routes import parse_routes
+from authgw.config.schema import CacheSettings, Config, ConfigError
+from authgw.hosts import parse_host_port
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate the config file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("", f"cannot read config file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"config file {path} is not UTF-8") from e
+    return parse(text, file=path.name, base_dir=path.parent)
+
+
+def parse(text: str, *, file: str = "<config>", base_dir: Path = Path(".")) -> Config:
+    """Validate YAML ``text``; relative file paths in it are taken from ``base_dir``."""
+    try:
+        data = YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = f"not valid YAML: {e.problem or e.context}"
+        raise ConfigError("", reason, file=file, line=line) from e
+    except YAMLError as e:
+        raise ConfigError("", f"not valid YAML: {e}", file=file) from e
+    return _document(FieldReader(file, base_dir), data)
+
+
+def _document(r: FieldReader, data: Any) -> Config:
+    top = r.mapping(
+        data,
+        "",
+        (
+            "version",
+            "unmatched",
+            "upstream_header",
+            "upstream_scheme",
+            "cache",
+            "flowlog",
+            "metrics",
+            "routes",
+        ),
+    )
+    if "version" not in top:
+        raise r.error("version", "is required (version: 1)")
+    if top["version"] != 1 or isinstance(top["version"], bool):
+        raise r.error(
+            "version", f"{show(top['version'])} is not supported (only 1)", top, "version"
+        )
+    cache = _cache(r, top)
+    upstream_header = r.optional_str(top, "upstream_header", "", "X-Upstream-Host")
+    if upstream_header is not None:
+        r.header_name(upstream_header, "upstream_header", top, "upstream_header")
+    flowlog = r.optional_str(top, "flowlog", "", None)
+    metrics = r.optional_str(top, "metrics", "", None)
+    return Config(
+        routes=parse_routes(r, top, cache),
+        unmatched="reject"
+        if r.choice(top, "unmatched", "", ("passthrough", "reject"), "passthrough") == "reject"
+        else "passthrough",
+        upstream_header=upstream_header,
+        upstream_scheme="http"
+        if r.choice(top, "upstream_scheme", "", ("https", "http"), "https") == "http"
+        else "https",
+        cache=cache,
+        flowlog=r.path(flowlog) if flowlog else None,
+        metrics=_listen_address(r, metrics, "metrics", top) if metrics else None,
+        base_dir=r.base_dir,
+        warnings=tuple(r.warnings),
+    )
+
+
+def _listen_address(r: FieldReader, value: str, path: str, parent: Any) -> tuple[str, int]:
+    try:
+        host, port = parse_host_port(value)
+    except ValueError as e:
+        raise r.error(path, f"{e} (expected host:port)", parent, path) from e
+    if port is None:
+        raise r.error(path, f"{show(value)} has no port (expected host:port)", parent, path)
+    return host, port
+
+
+def _cache(r: FieldReader, top: Mapping[str, Any]) -> CacheSettings:
+    raw = top.get("cache") or {}
+    m = r.mapping(
+        raw, "cache", ("max_entries", "refresh_ahead", "min_ttl", "error_backoff"), top, "cache"
+    )
+    d = CacheSettings()
+    return CacheSettings(
+        max_entries=int(
+            r.number(m, "max_entries", "cache", d.max_entries, low=1, high=10_000_000, integer=True)
+            or d.max_entries
+        ),
+        refresh_ahead=float(
+            r.number(m, "refresh_ahead", "cache", d.refresh_ahead, low=0, high=86_400) or 0
+        ),
+        min_ttl=float(r.number(m, "min_ttl", "cache", d.min_ttl, low=0, high=86_400) or 0),
+        error_backoff=float(
+            r.number(m, "error_backoff", "cache", d.error_backoff, low=0, high=3_600) or 0
+        ),
+    )

@@ -1,0 +1,130 @@
+"""The ``routes:`` list: each route's own keys, its ``hosts`` and its ``verify:`` section.
+
+The ``token:`` section is ``authgw.config.tokens``' job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from authgw.config.fields import FieldReader, join, kind_of
+from authgw.config.schema import CacheSettings, Route, VerifyConfig
+from authgw.config.tokens import parse_token
+from authgw.hosts import HostPattern
+
+_ROUTE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def parse_routes(r: FieldReader, top: Mapping[str, Any], cache: CacheSettings) -> tuple[Route, ...]:
+    """``top["routes"]``: a required list of routes with unique names, in file order."""
+    raw = top.get("routes")
+    if raw is None:
+        raise r.error("routes", "is required (a list of routes)")
+    if not isinstance(raw, list):
+        raise r.error("routes", f"must be a list, not {kind_of(raw)}", top, "routes")
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        route = _route(r, item, f"routes[{i}]", raw, i, cache)
+        if route.name in seen:
+            raise r.error(
+                f"routes[{i}].name",
+                f"{route.name!r} is used by an earlier route; names must be unique",
+                item,
+                "name",
+            )
+        seen.add(route.name)
+        routes.append(route)
+    return tuple(routes)
+
+
+def _route(
+    r: FieldReader, raw: Any, path: str, parent: Any, index: int, cache: CacheSettings
+) -> Route:
+    m = r.mapping(
+        raw,
+        path,
+        ("name", "hosts", "header", "prefix", "inbound", "allow_http", "token", "verify"),
+        parent,
+        index,
+    )
+    if "name" not in m:
+        raise r.error(f"{path}.name", "is required", parent, index)
+    name = r.string(m, "name", path, "")
+    if not _ROUTE_NAME.fullmatch(name):
+        raise r.error(f"{path}.name", f"{name!r} must match [a-z0-9_]+", m, "name")
+    header = r.string(m, "header", path, "Authorization")
+    r.header_name(header, f"{path}.header", m, "header")
+    prefix = r.string(m, "prefix", path, "Bearer ")
+    if any(c in prefix for c in "\r\n\0"):
+        raise r.error(f"{path}.prefix", "must not contain CR, LF or NUL", m, "prefix")
+    if "token" not in m and "verify" not in m:
+        raise r.error(f"{path}.token", "is required (or verify:, or both)", parent, index)
+    return Route(
+        name=name,
+        hosts=_hosts(r, m, path),
+        header=header,
+        prefix=prefix,
+        keep_inbound_as=_inbound(r, m, path, header),
+        allow_http=r.boolean(m, "allow_http", path, False),
+        token=parse_token(r, m["token"], f"{path}.token", m, cache) if "token" in m else None,
+        verify=_verify(r, m["verify"], f"{path}.verify", m) if "verify" in m else None,
+    )
+
+
+def _hosts(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[HostPattern, ...]:
+    raw = m.get("hosts")
+    if not isinstance(raw, list) or not raw:
+        raise r.error(f"{path}.hosts", "must be a non-empty list of host patterns", m, "hosts")
+    patterns = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str):
+            raise r.error(f"{path}.hosts[{i}]", f"must be a string, not {kind_of(item)}", raw, i)
+        try:
+            patterns.append(HostPattern.parse(item))
+        except ValueError as e:
+            raise r.error(f"{path}.hosts[{i}]", str(e), raw, i) from e
+    return tuple(patterns)
+
+
+def _inbound(r: FieldReader, m: Mapping[str, Any], path: str, header: str) -> str | None:
+    value = r.string(m, "inbound", path, "replace")
+    if value == "replace":
+        return None
+    name = value.removeprefix("keep-as:").strip()
+    if not value.startswith("keep-as:") or not name:
+        raise r.error(
+            f"{path}.inbound",
+            f"{value!r} is not replace or keep-as:<Header-Name>",
+            m,
+            "inbound",
+        )
+    r.header_name(name, f"{path}.inbound", m, "inbound")
+    if name.lower() == header.lower():
+        raise r.error(
+            f"{path}.inbound", f"keep-as:{name} is the header the token goes in", m, "inbound"
+        )
+    return name
+
+
+def _verify(r: FieldReader, raw: Any, path: str, parent: Any) -> VerifyConfig:
+    m = r.mapping(raw, path, ("secret", "jwks", "audience", "issuer", "enforce"), parent, "verify")
+    if ("secret" in m) == ("jwks" in m):
+        raise r.error(path, "needs exactly one of secret, jwks", parent, "verify")
+    jwks = r.optional_str(m, "jwks", path, None)
+    if jwks is not None and not re.match(r"https?://", jwks):
+        jwks = str(r.path(jwks))
+    audience = r.optional_str(m, "audience", path, None)
+    issuer = r.optional_str(m, "issuer", path, None)
+    for key, value in (("audience", audience), ("issuer", issuer), ("jwks", jwks)):
+        if value == "":
+            raise r.error(join(path, key), "must not be empty", m, key)
+    return VerifyConfig(
+        secret=r.secret(m, "secret", path) if "secret" in m else None,
+        jwks=jwks,
+        audience=audience,
+        issuer=issuer,
+        enforce=r.boolean(m, "enforce", path, False),
+    )

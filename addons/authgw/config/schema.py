@@ -1,0 +1,128 @@
+"""What a valid config is: frozen dataclasses, and the error an invalid one raises.
+
+Every value here has been checked by the parser (``authgw.config.loader``); the
+defaults are the documented ones. A literal secret never shows in a ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from authgw.hosts import HostPattern
+
+DYNAMIC: Literal["dynamic"] = "dynamic"
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+STS_ALGORITHMS = ("RS256", "ES384")
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or invalid; says which field and why."""
+
+    def __init__(self, path: str, reason: str, *, file: str | None = None, line: int | None = None):
+        self.path = path
+        self.reason = reason
+        self.file = file
+        self.line = line
+        where = ""
+        if file is not None:
+            where = f" ({file}:{line})" if line is not None else f" ({file})"
+        super().__init__(f"{path}: {reason}{where}" if path else f"{reason}{where}")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives. A literal's value is kept out of ``repr``."""
+
+    kind: Literal["env", "file", "literal"]
+    name: str = ""
+    literal: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        if self.kind == "env":
+            return f"env {self.name}"
+        if self.kind == "file":
+            return f"file {self.name}"
+        return "a literal in the config file"
+
+
+@dataclass(frozen=True)
+class HmacTokenConfig:
+    secret: SecretRef
+    optional: bool = False
+    algorithm: str = "HS256"
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    lifetime: int | None = None
+    audience: str | None = None  # a literal, or DYNAMIC
+    kid: str = "fingerprint"  # "fingerprint" | "none" | a literal
+    type: Literal["hmac"] = "hmac"
+
+
+@dataclass(frozen=True)
+class StsTokenConfig:
+    audience: tuple[str, ...] | Literal["dynamic"]
+    signing_algorithm: str = "RS256"
+    duration: int = 300
+    tags: tuple[tuple[str, str], ...] = ()
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+    max_attempts: int = 2
+    type: Literal["sts"] = "sts"
+
+
+@dataclass(frozen=True)
+class StaticTokenConfig:
+    value: SecretRef
+    type: Literal["static"] = "static"
+
+
+TokenConfig = HmacTokenConfig | StsTokenConfig | StaticTokenConfig
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Check the bearer token clients send to a route's hosts (``verify:``)."""
+
+    secret: SecretRef | None = None  # an HMAC secret ...
+    jwks: str | None = None  # ... or a JWKS: an http(s) URL or a file path
+    audience: str | None = None  # a literal, or DYNAMIC
+    issuer: str | None = None
+    enforce: bool = False  # false: observe (flow log, metrics); true: 401 on failure
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    hosts: tuple[HostPattern, ...]
+    token: TokenConfig | None = None  # None: a verify-only route
+    header: str = "Authorization"
+    prefix: str = "Bearer "
+    keep_inbound_as: str | None = None  # None: inbound value dropped ("replace")
+    allow_http: bool = False
+    verify: VerifyConfig | None = None
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    max_entries: int = 1024
+    refresh_ahead: float = 60.0
+    min_ttl: float = 10.0
+    error_backoff: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    routes: tuple[Route, ...]
+    unmatched: Literal["passthrough", "reject"] = "passthrough"
+    upstream_header: str | None = "X-Upstream-Host"
+    upstream_scheme: Literal["http", "https"] = "https"
+    cache: CacheSettings = CacheSettings()
+    flowlog: Path | None = None
+    metrics: tuple[str, int] | None = None
+    base_dir: Path = Path(".")
+    warnings: tuple[str, ...] = ()

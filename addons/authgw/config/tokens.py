@@ -1,0 +1,180 @@
+"""A route's ``token:`` section: one parser per ``type`` (hmac, sts, static).
+
+A token's lifetime is checked against ``cache.min_ttl`` here, so that a route whose
+tokens could never be injected is a config error rather than a 502 on every request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from authgw.config.fields import FieldReader, kind_of, plain, show
+from authgw.config.schema import (
+    DYNAMIC,
+    HMAC_ALGORITHMS,
+    STS_ALGORITHMS,
+    CacheSettings,
+    HmacTokenConfig,
+    StaticTokenConfig,
+    StsTokenConfig,
+    TokenConfig,
+)
+
+_TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")
+
+
+def parse_token(
+    r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings
+) -> TokenConfig:
+    """``raw``, the value of ``parent["token"]``, as the config of its ``type``."""
+    if not isinstance(raw, Mapping):
+        raise r.error(path, f"must be a mapping, not {kind_of(raw)}", parent, "token")
+    kind = raw.get("type")
+    if kind == "hmac":
+        return _hmac(r, raw, path, parent, cache)
+    if kind == "sts":
+        return _sts(r, raw, path, parent, cache)
+    if kind == "static":
+        m = r.mapping(raw, path, ("type", "value"), parent, "token")
+        return StaticTokenConfig(value=r.secret(m, "value", path))
+    raise r.error(f"{path}.type", f"{show(kind)} is not one of hmac, sts, static", raw, "type")
+
+
+def _hmac(
+    r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings
+) -> HmacTokenConfig:
+    m = r.mapping(
+        raw,
+        path,
+        ("type", "secret", "optional", "algorithm", "claims", "lifetime", "audience", "kid"),
+        parent,
+        "token",
+    )
+    claims = m.get("claims") or {}
+    if not isinstance(claims, Mapping) or not all(isinstance(k, str) for k in claims):
+        raise r.error(f"{path}.claims", "must be a mapping of claim names to values", m, "claims")
+    reserved = {"iat", "exp", "aud"} & set(claims)
+    if reserved:
+        raise r.error(
+            f"{path}.claims",
+            f"{', '.join(sorted(reserved))} are set by lifetime and audience, not claims",
+            m,
+            "claims",
+        )
+    lifetime = r.number(m, "lifetime", path, None, low=1, high=31_536_000, integer=True)
+    if lifetime is not None and lifetime <= cache.min_ttl:
+        raise r.error(
+            f"{path}.lifetime",
+            f"{lifetime:g} is not above cache.min_ttl "
+            f"({cache.min_ttl:g}): no token would ever be usable",
+            m,
+            "lifetime",
+        )
+    audience = r.optional_str(m, "audience", path, None)
+    if audience == "":
+        raise r.error(f"{path}.audience", "must not be empty", m, "audience")
+    kid = r.string(m, "kid", path, "fingerprint")
+    if not kid:
+        raise r.error(f"{path}.kid", "must not be empty (use none for no kid)", m, "kid")
+    return HmacTokenConfig(
+        secret=r.secret(m, "secret", path),
+        optional=r.boolean(m, "optional", path, False),
+        algorithm=r.choice(m, "algorithm", path, HMAC_ALGORITHMS, "HS256"),
+        claims=plain(claims),
+        lifetime=None if lifetime is None else int(lifetime),
+        audience=audience,
+        kid=kid,
+    )
+
+
+def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings) -> StsTokenConfig:
+    m = r.mapping(
+        raw,
+        path,
+        (
+            "type",
+            "audience",
+            "signing_algorithm",
+            "duration",
+            "tags",
+            "region",
+            "profile",
+            "endpoint_url",
+            "connect_timeout",
+            "read_timeout",
+            "max_attempts",
+        ),
+        parent,
+        "token",
+    )
+    duration = int(r.number(m, "duration", path, 300, low=60, high=3600, integer=True) or 300)
+    if duration <= cache.min_ttl:
+        raise r.error(
+            f"{path}.duration",
+            f"{duration} is not above cache.min_ttl "
+            f"({cache.min_ttl:g}): no token would ever be usable",
+            m,
+            "duration",
+        )
+    endpoint_url = r.optional_str(m, "endpoint_url", path, None)
+    if endpoint_url is not None and not re.match(r"https?://[^/\s]+", endpoint_url):
+        raise r.error(
+            f"{path}.endpoint_url", f"{endpoint_url!r} is not an http(s) URL", m, "endpoint_url"
+        )
+    return StsTokenConfig(
+        audience=_sts_audience(r, m, path),
+        signing_algorithm=r.choice(m, "signing_algorithm", path, STS_ALGORITHMS, "RS256"),
+        duration=duration,
+        tags=_tags(r, m, path),
+        region=r.optional_str(m, "region", path, None),
+        profile=r.optional_str(m, "profile", path, None),
+        endpoint_url=endpoint_url,
+        connect_timeout=float(r.number(m, "connect_timeout", path, 2.0, low=0.1, high=60) or 2.0),
+        read_timeout=float(r.number(m, "read_timeout", path, 5.0, low=0.1, high=60) or 5.0),
+        max_attempts=int(r.number(m, "max_attempts", path, 2, low=1, high=10, integer=True) or 2),
+    )
+
+
+def _sts_audience(
+    r: FieldReader, m: Mapping[str, Any], path: str
+) -> tuple[str, ...] | Literal["dynamic"]:
+    raw = m.get("audience")
+    if raw == DYNAMIC:
+        return DYNAMIC
+    if isinstance(raw, str):
+        raw = [raw]
+    if (
+        not isinstance(raw, list)
+        or not 1 <= len(raw) <= 10
+        or not all(isinstance(a, str) and a for a in raw)
+    ):
+        raise r.error(
+            f"{path}.audience",
+            "must be dynamic or a list of 1 to 10 non-empty strings",
+            m,
+            "audience",
+        )
+    return tuple(raw)
+
+
+def _tags(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[tuple[str, str], ...]:
+    raw = m.get("tags") or {}
+    if not isinstance(raw, Mapping):
+        raise r.error(f"{path}.tags", "must be a mapping of tag keys to values", m, "tags")
+    if len(raw) > 50:
+        raise r.error(f"{path}.tags", f"has {len(raw)} tags; STS takes at most 50", m, "tags")
+    tags = []
+    for k, v in raw.items():
+        if not isinstance(k, str) or not _TAG_KEY.fullmatch(k):
+            raise r.error(
+                f"{path}.tags.{k}",
+                "is not a valid tag key (1-128 letters, digits, spaces and _.:/=+-@)",
+                raw,
+                k,
+            )
+        if isinstance(v, bool) or not isinstance(v, str | int | float) or len(str(v)) > 256:
+            raise r.error(f"{path}.tags.{k}", "must be a string of at most 256 characters", raw, k)
+        tags.append((k, str(v)))
+    return tuple(sorted(tags))

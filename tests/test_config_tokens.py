@@ -1,0 +1,53 @@
+"""A route's token: section (authgw.config.tokens), through config.parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgw import config
+from tests.configs import MINIMAL, error, parse
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("{type: sts, audience: []}", "routes[0].token.audience: must be dynamic or a list"),
+        (
+            "{type: sts, audience: [" + ",".join(["a"] * 11) + "]}",
+            "routes[0].token.audience: must be dynamic or a list of 1 to 10",
+        ),
+        (
+            "{type: sts, audience: dynamic, duration: 59}",
+            "routes[0].token.duration: 59 is out of range (from 60 to 3600)",
+        ),
+        (
+            "{type: sts, audience: dynamic, duration: 3601}",
+            "routes[0].token.duration: 3601 is out of range",
+        ),
+        (
+            "{type: sts, audience: dynamic, signing_algorithm: HS256}",
+            "routes[0].token.signing_algorithm: HS256 is not one of RS256, ES384",
+        ),
+        (
+            "{type: sts, audience: dynamic, tags: {"
+            + ",".join(f"k{i}: v" for i in range(51))
+            + "}}",
+            "routes[0].token.tags: has 51 tags; STS takes at most 50",
+        ),
+        (
+            "{type: sts, audience: dynamic, endpoint_url: 'ftp://x'}",
+            "routes[0].token.endpoint_url: 'ftp://x' is not an http(s) URL",
+        ),
+        ("{type: static}", "routes[0].token.value: is required"),
+        ("{type: static, value: ''}", "routes[0].token.value: must not be empty"),
+    ],
+)
+def test_token_errors(token: str, message: str) -> None:
+    text = MINIMAL.split("    token:")[0] + f"    token: {token}\n"
+    assert str(error(text)).startswith(message)
+
+
+def test_single_sts_audience_string_is_a_list_of_one() -> None:
+    text = MINIMAL.split("    token:")[0] + "    token: {type: sts, audience: svc}\n"
+    token = parse(text).routes[0].token
+    assert isinstance(token, config.StsTokenConfig) and token.audience == ("svc",)

@@ -1,0 +1,118 @@
+"""Where the CLI reads a secret from: ``env:``, ``file:``, ``cmd:`` or ``config:`` (its SRC)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from authgw import config as configmod
+from authgw.config import SecretRef
+from authgw.sources import SecretReader
+from authgw.tokens import MissingSecret
+from authgw.verify.errors import SecretUnavailable
+from authgw.verify.text import printable
+
+SourceKind = Literal["env", "file", "cmd", "config"]
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """``env:NAME``, ``file:PATH``, ``cmd:COMMAND`` or ``config:FILE#route``.
+
+    ``env:`` and ``file:`` are read as the gateway reads ``{env: ...}`` and
+    ``{file: ...}`` (one trailing newline dropped). ``cmd:`` runs COMMAND with
+    ``/bin/sh -c`` and takes its stdout, one trailing newline dropped. ``config:``
+    reads the hmac ``secret`` or static ``value`` of that route in that config.
+    ``str()`` is the text as given; it names where the secret is, never the secret.
+    """
+
+    kind: SourceKind
+    target: str
+    route: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> SecretSource:
+        """``ValueError`` saying the expected forms if ``text`` is none of them."""
+        kind, sep, target = text.partition(":")
+        if not sep or not target:
+            raise ValueError(
+                f"{printable(text)}: expected env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
+            )
+        if kind in ("env", "file", "cmd"):
+            return cls(cast(SourceKind, kind), target)
+        if kind == "config":
+            path, sep, route = target.rpartition("#")
+            if not sep or not path or not route:
+                raise ValueError(f"{printable(text)}: expected config:FILE#route")
+            return cls("config", path, route)
+        raise ValueError(
+            f"{printable(text)}: unknown source {printable(kind)!r}; "
+            "expected env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
+        )
+
+    def __str__(self) -> str:
+        suffix = f"#{self.route}" if self.kind == "config" else ""
+        return f"{self.kind}:{self.target}{suffix}"
+
+    def read(self, *, timeout: float = 10.0) -> bytes:
+        """The secret's bytes, or ``SecretUnavailable`` saying why not (never with the secret)."""
+        if self.kind == "cmd":
+            return _run_command(self.target, timeout)
+        if self.kind == "config":
+            ref = _config_secret(self.target, self.route)
+        elif self.kind == "env":
+            ref = SecretRef(kind="env", name=self.target)
+        else:
+            ref = SecretRef(kind="file", name=str(Path(self.target).expanduser()))
+        try:
+            return SecretReader(ref).read()
+        except MissingSecret as e:
+            raise SecretUnavailable(str(e)) from None
+
+
+def _config_secret(path: str, route_name: str) -> SecretRef:
+    try:
+        cfg = configmod.load(path)
+    except configmod.ConfigError as e:
+        raise SecretUnavailable(f"{path}: {e}") from None
+    for route in cfg.routes:
+        if route.name == route_name:
+            token = route.token
+            if token is None:
+                if route.verify is not None and route.verify.secret is not None:
+                    return route.verify.secret
+                raise SecretUnavailable(f"route {route_name} has no shared secret")
+            if token.type == "hmac":
+                return token.secret
+            if token.type == "static":
+                return token.value
+            raise SecretUnavailable(f"route {route_name} is type sts: it has no shared secret")
+    names = ", ".join(r.name for r in cfg.routes)
+    raise SecretUnavailable(f"{path} has no route {printable(route_name)} (routes: {names})")
+
+
+def _run_command(command: str, timeout: float) -> bytes:
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SecretUnavailable(f"command did not finish within {timeout:g} s") from None
+    except OSError as e:
+        raise SecretUnavailable(f"cannot run /bin/sh: {e.strerror}") from None
+    if done.returncode != 0:
+        # stderr names the failure (permission denied, not found); stdout may hold the secret.
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        said = f": {printable(lines[-1], 200)}" if lines else ""
+        raise SecretUnavailable(f"command exited with status {done.returncode}{said}")
+    out = done.stdout
+    out = out[:-2] if out.endswith(b"\r\n") else out.removesuffix(b"\n")
+    if not out:
+        raise SecretUnavailable("command printed nothing")
+    return out

@@ -338,3 +338,69 @@ def test_a_fetch_that_never_pauses_leaves_nothing_in_flight() -> None:
 
     assert run(scenario()) == ["token-1", "token-2", "token-3", "token-4", "token-5"]
     assert source.calls == 5
+
+
+async def _steady_traffic(
+    cache: TokenCache, source: FakeSource, clock: FakeClock, seconds: int
+) -> None:
+    """One request a second for ``seconds``, letting background refreshes finish."""
+    for _ in range(seconds):
+        await get(cache, source)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(1)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "settings", "per_life"),
+    [
+        (60, {}, 2.0),  # refresh_ahead 60 capped at half the life: a call every 30 s
+        (61, {}, 61 / 31),  # half of 61 is 30.5: the first request at 31 s refreshes
+        (120, {}, 2.0),
+        (3600, {}, 3600 / 3540),  # the default margin, 60 s
+        (60, {"refresh_ahead": 10}, 60 / 50),
+        (60, {"refresh_ahead": 0}, 60 / 50),  # no refresh ahead: min_ttl (10 s) blocks
+        (120, {"refresh_ahead": 119, "min_ttl": 1}, 2.0),
+    ],
+)
+def test_source_calls_per_token_life_under_steady_traffic(
+    lifetime: int, settings: dict[str, float], per_life: float
+) -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, **settings)
+    source.lifetime = lifetime
+    lives = 10
+    run(_steady_traffic(cache, source, clock, lives * lifetime))
+    assert source.calls / lives == pytest.approx(per_life, abs=0.11)
+
+
+def test_a_token_born_near_expiry_is_not_refreshed_on_every_request() -> None:
+    """A source whose tokens come back with less life than the margin: the guard holds
+    refreshes to one per REFRESH_GUARD seconds, not one per request."""
+    clock = FakeClock()
+    cache, source, _ = make(clock, refresh_ahead=60, min_ttl=1)
+    source.lifetime = 4  # below REFRESH_GUARD: refreshed only when it runs out
+    run(_steady_traffic(cache, source, clock, 120))
+    assert source.calls <= 120 / 3 + 1
+
+
+def test_the_margin_is_half_the_life_the_token_states() -> None:
+    """``exp - iat`` is the life, whenever the source fetched it."""
+    clock = FakeClock()
+    cache, _, _ = make(clock, refresh_ahead=60, min_ttl=10)
+    calls: list[float] = []
+
+    async def fetch() -> Token:
+        calls.append(clock())
+        # Issued 40 s before we fetched it, valid for 100 s in all: refresh 50 s ahead.
+        return Token("t", "fake", issued_at=clock() - 40, expires_at=clock() + 60)
+
+    async def scenario() -> None:
+        for _ in range(15):
+            await cache.get(KEY, fetch)
+            await asyncio.sleep(0)
+            clock.advance(1)
+
+    run(scenario())
+    start = calls[0]
+    assert [c - start for c in calls] == [0, 10]

@@ -51,3 +51,24 @@ def test_single_sts_audience_string_is_a_list_of_one() -> None:
     text = MINIMAL.split("    token:")[0] + "    token: {type: sts, audience: svc}\n"
     token = parse(text).routes[0].token
     assert isinstance(token, config.StsTokenConfig) and token.audience == ("svc",)
+
+
+@pytest.mark.parametrize(
+    ("token", "named"),
+    [
+        ("{type: sts, audience: dynamic, duration: 60}", "routes[0].token.duration is 60 s"),
+        ("{type: hmac, secret: {env: S}, lifetime: 45}", "routes[0].token.lifetime is 45 s"),
+    ],
+)
+def test_refresh_ahead_at_or_above_a_token_life_is_warned(token: str, named: str) -> None:
+    cfg = parse(f"version: 1\nroutes:\n  - {{name: r, hosts: [h], token: {token}}}\n")
+    warned = [w for w in cfg.warnings if "refresh_ahead" in w]
+    assert len(warned) == 1
+    assert named in warned[0] and "cache.refresh_ahead is 60 s" in warned[0]
+
+
+def test_refresh_ahead_below_the_life_is_not_warned() -> None:
+    cfg = parse(
+        "version: 1\nroutes:\n  - {name: r, hosts: [h], token: {type: sts, audience: dynamic}}\n"
+    )
+    assert not [w for w in cfg.warnings if "refresh_ahead" in w]

@@ -6,9 +6,12 @@ The rules a caller may rely on, all per cache key:
 - a token with fewer than ``min_ttl`` seconds left is never handed out;
 - concurrent misses make one fetch; every waiter gets its token or its error, and a
   waiter that is cancelled (a client that went away) does not cancel the fetch;
-- a token with fewer than ``refresh_ahead`` seconds left is still handed out while
+- a token with fewer than ``refresh_ahead`` seconds left (at most half its life:
+  ``exp - iat``, else ``exp`` minus the time it was fetched) is still handed out while
   one background fetch replaces it; if that fetch fails, the old token is kept
-  (until ``min_ttl``) and a warning logged;
+  (until ``min_ttl``) and a warning logged. Whatever the margin, a token is not
+  refreshed before it is ``REFRESH_GUARD`` seconds old, so a source that hands out
+  tokens already near expiry is not asked on every request;
 - a failed fetch is remembered for a growing interval (``error_backoff / 8``,
   doubling, capped at ``error_backoff``); in that window a miss fails at once with
   the remembered error instead of asking the source again.
@@ -37,6 +40,8 @@ from authgw.tokens import Token, TokenUnavailable
 logger = logging.getLogger(__name__)
 
 Fetcher = Callable[[], Awaitable[Token]]
+
+REFRESH_GUARD = 5.0  # seconds: a token younger than this is never refreshed ahead
 
 
 @dataclass(frozen=True)
@@ -81,20 +86,26 @@ class _Failure:
     until: float
 
 
-class _Store(TLRUCache[CacheKey, Token]):
+@dataclass(frozen=True)
+class _Entry:
+    token: Token
+    refresh_at: float  # when a hit starts the background refresh (inf: never)
+
+
+class _Store(TLRUCache[CacheKey, _Entry]):
     """TLRUCache that reports LRU evictions (not expiries) to a callback."""
 
     def __init__(
         self,
         maxsize: int,
-        ttu: Callable[[CacheKey, Token, float], float],
+        ttu: Callable[[CacheKey, _Entry, float], float],
         timer: Callable[[], float],
         on_evict: Callable[[CacheKey], None],
     ) -> None:
         super().__init__(maxsize, ttu, timer)
         self._on_evict = on_evict
 
-    def popitem(self) -> tuple[CacheKey, Token]:
+    def popitem(self) -> tuple[CacheKey, _Entry]:
         key, value = super().popitem()
         self._on_evict(key)
         return key, value
@@ -115,11 +126,35 @@ class TokenCache:
         self._inflight: dict[CacheKey, asyncio.Task[Token]] = {}
         self._failures: LRUCache[CacheKey, _Failure] = LRUCache(settings.max_entries)
         self._background: set[asyncio.Task[Token]] = set()
+        self._warned_short: set[str] = set()
 
-    def _ttu(self, key: CacheKey, token: Token, now: float) -> float:
+    def _ttu(self, key: CacheKey, entry: _Entry, now: float) -> float:
+        expires_at = entry.token.expires_at
+        return float("inf") if expires_at is None else expires_at - self.settings.min_ttl
+
+    def _entry(self, key: CacheKey, token: Token, fetched_at: float) -> _Entry:
+        """The token with the time its refresh starts: ``refresh_ahead`` before expiry, at
+        most half its life, and never before it is REFRESH_GUARD seconds old."""
         if token.expires_at is None:
-            return float("inf")
-        return token.expires_at - self.settings.min_ttl
+            return _Entry(token, float("inf"))
+        born = token.issued_at if token.issued_at is not None else fetched_at
+        life = token.expires_at - min(born, fetched_at)
+        margin = min(self.settings.refresh_ahead, life / 2)
+        if life < self.settings.min_ttl + self.settings.refresh_ahead:
+            self._note_short(key, life)
+        return _Entry(token, max(token.expires_at - margin, fetched_at + REFRESH_GUARD))
+
+    def _note_short(self, key: CacheKey, life: float) -> None:
+        if key.route in self._warned_short:
+            return
+        self._warned_short.add(key.route)
+        logger.info(
+            "route %s: the source hands out tokens of %d s, shorter than min_ttl + "
+            "refresh_ahead (%g s); each is refreshed at most half its life ahead",
+            key.route,
+            int(life),
+            self.settings.min_ttl + self.settings.refresh_ahead,
+        )
 
     def peek(self, key: CacheKey, fetch: Fetcher) -> Token | None:
         """The cached token for ``key`` if it is usable, without waiting; None on a miss.
@@ -127,15 +162,13 @@ class TokenCache:
         A hit counts as one and starts the refresh-ahead as ``get`` does, so a caller can
         serve hits synchronously and ``await get`` only on a miss.
         """
-        token = self._tokens.get(key)
-        if token is not None:
-            self._observer.hit(key)
-            if (
-                token.expires_at is not None
-                and token.expires_at - self._clock() < self.settings.refresh_ahead
-            ):
-                self._refresh_in_background(key, fetch)
-        return token
+        entry = self._tokens.get(key)
+        if entry is None:
+            return None
+        self._observer.hit(key)
+        if self._clock() >= entry.refresh_at:
+            self._refresh_in_background(key, fetch)
+        return entry.token
 
     async def get(self, key: CacheKey, fetch: Fetcher) -> Token:
         """A usable token for ``key``, fetching with ``fetch`` if need be.
@@ -171,7 +204,7 @@ class TokenCache:
             return
         error = task.exception()
         current = self._tokens.get(key)
-        left = current.seconds_left(self._clock()) if current is not None else None
+        left = current.token.seconds_left(self._clock()) if current is not None else None
         logger.warning(
             "route %s: background refresh failed (%s); keeping the current token (%s s left)",
             key.route,
@@ -238,7 +271,7 @@ class TokenCache:
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
         self._failures.pop(key, None)
-        self._tokens[key] = token
+        self._tokens[key] = self._entry(key, token, started)
         self._observer.fetched(key, None, self._clock() - started)
         return token
 
@@ -280,7 +313,7 @@ class TokenCache:
     def items(self) -> Iterator[tuple[CacheKey, Token]]:
         """A snapshot of (key, token) pairs that are still usable."""
         self._tokens.expire()
-        return iter([(k, v) for k, v in self._tokens.items()])
+        return iter([(k, v.token) for k, v in self._tokens.items()])
 
     def failures(self) -> dict[CacheKey, dict[str, Any]]:
         """Keys in their backoff window now: requests for them get the error at once."""

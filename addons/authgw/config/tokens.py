@@ -72,6 +72,8 @@ def _hmac(
             m,
             "lifetime",
         )
+    if lifetime is not None:
+        _warn_refresh_margin(r, f"{path}.lifetime", int(lifetime), cache)
     audience = r.optional_str(m, "audience", path, None)
     if audience == "":
         raise r.error(f"{path}.audience", "must not be empty", m, "audience")
@@ -87,6 +89,16 @@ def _hmac(
         audience=audience,
         kid=kid,
     )
+
+
+def _warn_refresh_margin(r: FieldReader, where: str, life: int, cache: CacheSettings) -> None:
+    """The cache refreshes a token at most half its life ahead; say so where the setting
+    asks for more."""
+    if cache.refresh_ahead >= life:
+        r.warnings.append(
+            f"{where} is {life} s and cache.refresh_ahead is {cache.refresh_ahead:g} s, at or "
+            f"above it: such tokens are refreshed {life / 2:g} s ahead (half their life)"
+        )
 
 
 def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings) -> StsTokenConfig:
@@ -118,6 +130,7 @@ def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings)
             m,
             "duration",
         )
+    _warn_refresh_margin(r, f"{path}.duration", duration, cache)
     endpoint_url = r.optional_str(m, "endpoint_url", path, None)
     if endpoint_url is not None and not re.match(r"https?://[^/\s]+", endpoint_url):
         raise r.error(

@@ -1,0 +1,113 @@
+"""The ``authgw`` command: run the gateway and diagnose token trouble.
+
+Each verb is a ``cmd_<verb>(args) -> int`` registered in ``build_parser``; exit
+codes: 0 good, 1 a finding (invalid config, no token, invalid token, drift), 2
+unusable input (bad arguments, unreadable secret, unfetchable JWKS, not a JWT).
+No verb prints a secret; only ``authgw token`` (without ``--decode``) prints a
+token, because that is what it is for. Secrets and tokens show as fingerprints.
+
+The verbs live by job: ``run_check`` (run, check), ``tokens`` (decode, token,
+verify), ``drift``, ``status``, ``emulator`` (sts-emulator); ``table`` prints
+their listings. This module only wires them to the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from authgw.cli.drift import cmd_drift
+from authgw.cli.emulator import cmd_sts_emulator
+from authgw.cli.run_check import addon_script, cmd_check, cmd_run, mitmdump_argv
+from authgw.cli.status import cmd_status
+from authgw.cli.tokens import cmd_decode, cmd_token, cmd_verify
+
+__all__ = ["addon_script", "build_parser", "main", "mitmdump_argv"]
+
+DEFAULT_CONFIG = "gateway.yaml"
+
+SRC_FORMS = "env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authgw", description="An auth gateway that lives inside mitmproxy."
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    p = verb("run", "run mitmdump with the gateway (arguments after -- go to mitmdump)")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
+    p.set_defaults(func=cmd_run, mitmdump_args=[])
+
+    p = verb("check", "validate a config file and list its routes with secret fingerprints")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
+    p.set_defaults(func=cmd_check)
+
+    p = verb("decode", "show a JWT's header and claims, without verifying it")
+    p.add_argument("token", help="the token, or - to read it from stdin")
+    p.set_defaults(func=cmd_decode)
+
+    p = verb("token", "print the token the gateway would inject for HOST (or decode it)")
+    p.add_argument("host", metavar="HOST", help="host or host:port, as a client would ask for it")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
+    p.add_argument("--decode", action="store_true", help="show header and claims, not the token")
+    p.add_argument(
+        "--scheme", choices=("https", "http"), default="https", help="request scheme (https)"
+    )
+    p.set_defaults(func=cmd_token)
+
+    p = verb("verify", "check a token's signature, times, issuer and audience")
+    p.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
+    key = p.add_mutually_exclusive_group(required=True)
+    key.add_argument("--secret", metavar="SRC", help=f"HMAC secret: {SRC_FORMS}")
+    key.add_argument(
+        "--jwks", metavar="SRC", help="JWKS file, JWKS URL, or issuer URL (+/.well-known/jwks.json)"
+    )
+    p.add_argument("--audience", metavar="A", help="the audience the token must carry")
+    p.add_argument("--issuer", metavar="I", help="the issuer the token must name")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds for a fetch or cmd: (5)")
+    p.set_defaults(func=cmd_verify)
+
+    p = verb("drift", "compare secrets from several places by fingerprint")
+    p.add_argument("sources", nargs="+", metavar="SRC", help=SRC_FORMS)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for each cmd: (10)")
+    p.set_defaults(func=cmd_drift)
+
+    p = verb("status", "show a running gateway's routes, cached tokens and last errors")
+    p.add_argument("--url", help="the gateway's metrics address, e.g. http://127.0.0.1:9464")
+    p.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="take the address from this config's `metrics` (gateway.yaml)",
+    )
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    p.set_defaults(func=cmd_status)
+
+    p = verb("sts-emulator", "run a local STS (GetWebIdentityToken) for offline use")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="listen port (8090)")
+    p.set_defaults(func=cmd_sts_emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
+    args = build_parser().parse_args(argv)
+    if passthrough:
+        if args.verb != "run":
+            print("authgw: arguments after -- are only for `authgw run`", file=sys.stderr)
+            return 2
+        args.mitmdump_args = passthrough
+    result: Any = args.func(args)
+    return int(result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authgw.hosts import HostPattern, normalize_host
+from authgw.hosts import HostPattern, normalize_host, parse_host_port
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,35 @@ def test_host_pattern_matches(pattern: str, host: str, port: int, expected: bool
 def test_host_pattern_rejects(pattern: str) -> None:
     with pytest.raises(ValueError):
         HostPattern.parse(pattern)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "0x7f000001",
+        "[::ffff:127.0.0.1]",
+        "::ffff:7f00:1",
+        "127.0.0.1.",
+    ],
+)
+def test_an_ipv4_address_matches_in_any_spelling_the_resolver_takes(spelling: str) -> None:
+    assert normalize_host(spelling) == "127.0.0.1"
+    assert HostPattern.parse("127.0.0.1").matches(normalize_host(spelling), 80)
+
+
+@pytest.mark.parametrize("text", ["localhost..", "a..b", "..", "127.0.0.1..", "x.example.com.."])
+def test_a_name_with_an_empty_label_is_malformed(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_host_port(text)
+    assert not HostPattern.parse("localhost").matches(normalize_host(text), 80)
+
+
+def test_names_that_only_look_numeric_stay_names() -> None:
+    assert normalize_host("1password.com") == "1password.com"
+    assert normalize_host("127.0.0.1 x") == "127.0.0.1 x"  # inet_aton would take this
+    assert normalize_host("[0:0::1]") == "::1"

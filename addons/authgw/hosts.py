@@ -8,20 +8,47 @@ routing both build on this module, and it needs neither.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _PORT = re.compile(r"[0-9]{1,5}")
+# What inet_aton might take for an IPv4 address: digits first, then digits, hex and dots
+# (inet_aton itself also accepts trailing junk after a space, which this excludes).
+_NUMERIC_V4 = re.compile(r"[0-9][0-9a-fx.]*")
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every request's host
 def normalize_host(host: str) -> str:
-    """Lowercase, no brackets around IPv6, no trailing dot."""
+    """The one form hosts are compared in: lowercase, no brackets around IPv6, one trailing
+    dot dropped, and an IP literal as the address it is, whatever its spelling.
+
+    IPv4 in any form the resolver accepts (``127.1``, ``2130706433``, ``0x7f.0.0.1``,
+    ``0177.0.0.1``) becomes dotted-quad, IPv4-mapped IPv6 (``::ffff:127.0.0.1``) the IPv4
+    address, other IPv6 its compressed form: a route written ``127.0.0.1`` matches them all.
+    A name with an empty label (``localhost..``) stays as it is and so matches nothing.
+    """
     host = host.strip().lower()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return host.rstrip(".") if host not in (".", "") else host
+    if host.endswith(".") and host != ".":
+        host = host[:-1]
+    if ":" in host:
+        try:
+            address = ipaddress.IPv6Address(host)
+        except ValueError:
+            return host
+        mapped = address.ipv4_mapped
+        return str(mapped) if mapped is not None else str(address)
+    if _NUMERIC_V4.fullmatch(host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return host
+    return host
 
 
 def _parse_port(text: str) -> int:
@@ -55,9 +82,10 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
             raise ValueError(f"bad host {text!r}")
         port = _parse_port(rest[1:]) if rest else None
         try:
-            return str(ipaddress.IPv6Address(host)), port
+            ipaddress.IPv6Address(host)
         except ValueError as e:
             raise ValueError(f"bad IPv6 address {host!r}") from e
+        return normalize_host(host), port
     if text.count(":") > 1:  # a bare IPv6 literal, no port possible
         return _check_hostname(normalize_host(text)), None
     host, sep, port_text = text.partition(":")

@@ -24,9 +24,8 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from authgw.emulator import keys
+import authgw.emulator.keys as keys
 from authgw.emulator.controls import CallLog, Faults, fault_settings
-from authgw.emulator.keys import SigningKey
 from authgw.emulator.sts import (
     AWS_ERRORS,
     DEMO_ACCESS_KEY_ID,
@@ -65,7 +64,7 @@ class StsEmulator:
         self._stopping = threading.Event()
         self._faults = Faults()
         self._calls: CallLog[CallRecord] = CallLog()
-        self._keys: dict[str, SigningKey] = {}
+        self._keys: dict[str, keys.SigningKey] = {}
         self._sts: StsService | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

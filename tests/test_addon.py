@@ -111,7 +111,7 @@ def test_invalid_config_is_an_options_error_naming_the_field(tmp_path: Path) -> 
         addon = AuthGateway()
         with taddons.context(addon) as tctx:
             with pytest.raises(
-                exceptions.OptionsError, match=r"routes\[0\]\.token\.algorithm: HS1 is not one of"
+                exceptions.OptionsError, match=r"routes\[0\]\.token\.algorithm: is not one of"
             ):
                 tctx.configure(addon, authgw_config=str(path))
 

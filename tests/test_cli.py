@@ -52,7 +52,7 @@ def test_check_exits_1_with_the_field_path(
     assert "routes[0].token.secret: env var CLI_SECRET is not set" in capsys.readouterr().err
     bad = write(tmp_path, CONFIG.replace("type: hmac,", "type: hmac, algorithm: HS999,"))
     assert cli.main(["check", "-c", str(bad)]) == 1
-    assert "routes[0].token.algorithm: HS999 is not one of" in capsys.readouterr().err
+    assert "routes[0].token.algorithm: is not one of" in capsys.readouterr().err
 
 
 def test_check_warns_about_literal_secrets(

@@ -60,7 +60,7 @@ def test_verify_routes(tmp_path: Path) -> None:
         ),
         (
             "{name: a, hosts: [a], verify: {jwks: x, mode: strict}}",
-            "routes[0].verify.mode: unknown key",
+            "routes[0].verify: unknown key",
         ),
     ],
 )

@@ -18,15 +18,15 @@ from tests.configs import MINIMAL, error, parse
         ),
         (
             "{type: sts, audience: dynamic, duration: 59}",
-            "routes[0].token.duration: 59 is out of range (from 60 to 3600)",
+            "routes[0].token.duration: is out of range (from 60 to 3600)",
         ),
         (
             "{type: sts, audience: dynamic, duration: 3601}",
-            "routes[0].token.duration: 3601 is out of range",
+            "routes[0].token.duration: is out of range",
         ),
         (
             "{type: sts, audience: dynamic, signing_algorithm: HS256}",
-            "routes[0].token.signing_algorithm: HS256 is not one of RS256, ES384",
+            "routes[0].token.signing_algorithm: is not one of RS256, ES384",
         ),
         (
             "{type: sts, audience: dynamic, tags: {"
@@ -36,7 +36,7 @@ from tests.configs import MINIMAL, error, parse
         ),
         (
             "{type: sts, audience: dynamic, endpoint_url: 'ftp://x'}",
-            "routes[0].token.endpoint_url: 'ftp://x' is not an http(s) URL",
+            "routes[0].token.endpoint_url: is not an http(s) URL",
         ),
         ("{type: static}", "routes[0].token.value: is required"),
         ("{type: static, value: ''}", "routes[0].token.value: must not be empty"),

@@ -39,9 +39,12 @@ class FieldReader:
             raise self.error(path, f"must be a mapping, not {kind_of(value)}", parent, key)
         for k in value:
             if not isinstance(k, str) or k not in allowed:
-                where = f"{path}.{k}" if path else str(k)
+                # The key itself is not named: a secret pasted in the wrong place is a key.
                 raise self.error(
-                    where, f"unknown key; expected one of {', '.join(allowed)}", value, k
+                    path or "(top level)",
+                    f"unknown key; expected one of {', '.join(allowed)}",
+                    value,
+                    k,
                 )
         return value
 
@@ -65,7 +68,7 @@ class FieldReader:
         value = m.get(key, default)
         if value not in options:
             raise self.error(
-                join(path, key), f"{show(value)} is not one of {', '.join(options)}", m, key
+                join(path, key), f"is not one of {', '.join(options)} ({show(value)})", m, key
             )
         return str(value)
 
@@ -98,7 +101,7 @@ class FieldReader:
             raise self.error(join(path, key), f"must be {kind}, not {show(value)}", m, key)
         if value < low or (high is not None and value > high):
             bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            raise self.error(join(path, key), f"{value:g} is out of range ({bound})", m, key)
+            raise self.error(join(path, key), f"is out of range ({bound})", m, key)
         return value
 
     def path(self, value: str) -> Path:
@@ -107,7 +110,7 @@ class FieldReader:
 
     def header_name(self, value: str, path: str, parent: Any, key: Any) -> None:
         if not _HEADER_NAME.fullmatch(value):
-            raise self.error(path, f"{value!r} is not a valid header name", parent, key)
+            raise self.error(path, "is not a valid header name", parent, key)
 
     def secret(self, m: Mapping[str, Any], key: str, path: str) -> SecretRef:
         where = join(path, key)
@@ -169,13 +172,9 @@ def kind_of(value: Any) -> str:
 
 
 def show(value: Any) -> str:
-    """``value`` as an error message quotes it: a scalar, cut at 40 characters."""
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping | list):
-        return kind_of(value)
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """What an error message says of a value: its kind and size, never the value (any
+    field may hold a secret pasted in the wrong place)."""
+    return "null" if value is None else kind_of(value)
 
 
 def plain(value: Any) -> Any:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from authgw.config.fields import FieldReader, show
+from authgw.config.fields import FieldReader
 from authgw.config.routes import parse_routes
 from authgw.config.schema import CacheSettings, Config, ConfigError
 from authgw.hosts import parse_host_port
@@ -37,11 +38,25 @@ def parse(text: str, *, file: str = "<config>", base_dir: Path = Path(".")) -> C
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
-        reason = f"not valid YAML: {e.problem or e.context}"
-        raise ConfigError("", reason, file=file, line=line) from e
-    except YAMLError as e:
-        raise ConfigError("", f"not valid YAML: {e}", file=file) from e
+        reason = f"not valid YAML: {yaml_problem(e.problem or e.context or '')}"
+        raise ConfigError("", reason, file=file, line=line) from None
+    except YAMLError:
+        raise ConfigError("", "not valid YAML", file=file) from None
+    except TypeError:  # ruamel: a mapping or a list used as a mapping key
+        raise ConfigError(
+            "", "not valid YAML: a mapping or list used as a key", file=file
+        ) from None
     return _document(FieldReader(file, base_dir), data)
+
+
+def yaml_problem(problem: str) -> str:
+    """ruamel's description of a syntax error, without the values it quotes (a duplicate
+    key's values, an alias name, a character: any of them may be a secret)."""
+    if problem.startswith("found duplicate key"):
+        return "a key appears twice in one mapping"
+    if "alias" in problem:
+        return "an alias (*name) that no anchor (&name) defines"
+    return re.sub(r"""(['"]).*?\1""", "<...>", problem)
 
 
 def _document(r: FieldReader, data: Any) -> Config:
@@ -62,9 +77,7 @@ def _document(r: FieldReader, data: Any) -> Config:
     if "version" not in top:
         raise r.error("version", "is required (version: 1)")
     if top["version"] != 1 or isinstance(top["version"], bool):
-        raise r.error(
-            "version", f"{show(top['version'])} is not supported (only 1)", top, "version"
-        )
+        raise r.error("version", "is not supported (only 1)", top, "version")
     cache = _cache(r, top)
     upstream_header = r.optional_str(top, "upstream_header", "", "X-Upstream-Host")
     if upstream_header is not None:
@@ -91,10 +104,10 @@ def _document(r: FieldReader, data: Any) -> Config:
 def _listen_address(r: FieldReader, value: str, path: str, parent: Any) -> tuple[str, int]:
     try:
         host, port = parse_host_port(value)
-    except ValueError as e:
-        raise r.error(path, f"{e} (expected host:port)", parent, path) from e
+    except ValueError:
+        raise r.error(path, "is not a listen address (expected host:port)", parent, path) from None
     if port is None:
-        raise r.error(path, f"{show(value)} has no port (expected host:port)", parent, path)
+        raise r.error(path, "has no port (expected host:port)", parent, path)
     return host, port
 
 

@@ -54,7 +54,7 @@ def _route(
         raise r.error(f"{path}.name", "is required", parent, index)
     name = r.string(m, "name", path, "")
     if not _ROUTE_NAME.fullmatch(name):
-        raise r.error(f"{path}.name", f"{name!r} must match [a-z0-9_]+", m, "name")
+        raise r.error(f"{path}.name", "must match [a-z0-9_]+", m, "name")
     header = r.string(m, "header", path, "Authorization")
     r.header_name(header, f"{path}.header", m, "header")
     prefix = r.string(m, "prefix", path, "Bearer ")
@@ -84,8 +84,9 @@ def _hosts(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[HostPattern
             raise r.error(f"{path}.hosts[{i}]", f"must be a string, not {kind_of(item)}", raw, i)
         try:
             patterns.append(HostPattern.parse(item))
-        except ValueError as e:
-            raise r.error(f"{path}.hosts[{i}]", str(e), raw, i) from e
+        except ValueError:
+            reason = "is not a host pattern (host, *.suffix, host:port or *)"
+            raise r.error(f"{path}.hosts[{i}]", reason, raw, i) from None
     return tuple(patterns)
 
 
@@ -97,14 +98,14 @@ def _inbound(r: FieldReader, m: Mapping[str, Any], path: str, header: str) -> st
     if not value.startswith("keep-as:") or not name:
         raise r.error(
             f"{path}.inbound",
-            f"{value!r} is not replace or keep-as:<Header-Name>",
+            "is not replace or keep-as:<Header-Name>",
             m,
             "inbound",
         )
     r.header_name(name, f"{path}.inbound", m, "inbound")
     if name.lower() == header.lower():
         raise r.error(
-            f"{path}.inbound", f"keep-as:{name} is the header the token goes in", m, "inbound"
+            f"{path}.inbound", "keep-as: names the header the token goes in", m, "inbound"
         )
     return name
 

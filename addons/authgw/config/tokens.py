@@ -39,7 +39,7 @@ def parse_token(
     if kind == "static":
         m = r.mapping(raw, path, ("type", "value"), parent, "token")
         return StaticTokenConfig(value=r.secret(m, "value", path))
-    raise r.error(f"{path}.type", f"{show(kind)} is not one of hmac, sts, static", raw, "type")
+    raise r.error(f"{path}.type", f"is not one of hmac, sts, static ({show(kind)})", raw, "type")
 
 
 def _hmac(
@@ -133,9 +133,7 @@ def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings)
     _warn_refresh_margin(r, f"{path}.duration", duration, cache)
     endpoint_url = r.optional_str(m, "endpoint_url", path, None)
     if endpoint_url is not None and not re.match(r"https?://[^/\s]+", endpoint_url):
-        raise r.error(
-            f"{path}.endpoint_url", f"{endpoint_url!r} is not an http(s) URL", m, "endpoint_url"
-        )
+        raise r.error(f"{path}.endpoint_url", "is not an http(s) URL", m, "endpoint_url")
     return StsTokenConfig(
         audience=_sts_audience(r, m, path),
         signing_algorithm=r.choice(m, "signing_algorithm", path, STS_ALGORITHMS, "RS256"),

@@ -232,3 +232,44 @@ def test_load_reads_relative_to_the_file(tmp_path: Path) -> None:
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "nope.yaml")
+
+
+LEAKY = "s3cr3t-token-0123456789abcdef"
+ROUTE = (
+    "version: 1\nroutes:\n"
+    "  - {{name: {name}, hosts: [{host}], {extra}token: {{type: hmac, secret: x}}}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a duplicate key: ruamel's message quotes both values
+        f"version: 1\nroutes:\n  - name: g\n    hosts: [g]\n    token:\n      type: static\n"
+        f"      value: {LEAKY}\n      value: {LEAKY}-2\n",
+        # an alias to an anchor nobody defined: ruamel quotes the alias name
+        f"version: 1\nroutes:\n  - name: g\n    hosts: [g]\n    token:\n      type: static\n"
+        f"      value: *{LEAKY}\n",
+        # a secret pasted as a key
+        f"version: 1\nroutes:\n  - name: g\n    hosts: [g]\n    token:\n      type: hmac\n"
+        f"      secret: {{{LEAKY}: 1}}\n",
+        f"version: 1\n{LEAKY}: 1\nroutes: []\n",
+        # a secret in a field that takes a choice, a number, a boolean, a header, a host
+        f"version: 1\nunmatched: {LEAKY}\nroutes: []\n",
+        f"version: 1\ncache: {{min_ttl: {LEAKY}}}\nroutes: []\n",
+        ROUTE.format(name="g", host="g", extra=f"allow_http: {LEAKY}, "),
+        ROUTE.format(name="g", host="g", extra=f"header: '{LEAKY} x', "),
+        ROUTE.format(name="g", host=f"'{LEAKY}/x'", extra=""),
+        ROUTE.format(name=f"'{LEAKY}'", host="g", extra=""),
+        f"version: 1\nmetrics: '{LEAKY}'\nroutes: []\n",
+        f"version: '{LEAKY}'\nroutes: []\n",
+        # YAML syntax errors around a secret
+        f'version: 1\nroutes: ["{LEAKY}\n',
+        f"version: 1\n? [{LEAKY}]\n: x\n",
+    ],
+)
+def test_a_config_error_never_quotes_a_value(text: str) -> None:
+    message = str(error(text))
+    assert LEAKY not in message
+    assert "s3cr3t" not in message
+    assert "gateway.yaml" in message

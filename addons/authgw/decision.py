@@ -20,6 +20,7 @@ from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw import routing
+from authgw.binding import foreign_name
 from authgw.cache import CacheKey, Fetcher
 from authgw.config import Config, Route
 from authgw.flowlog import FlowRecord
@@ -47,16 +48,25 @@ class FlowState:
 
 
 class Answered(Exception):
-    """The gateway answers the request itself (400/401/403); carries the response."""
+    """The gateway answers the request itself (400/401/403/421); carries the response."""
 
     def __init__(
-        self, status: int, body: str, action: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        body: str,
+        action: str,
+        headers: dict[str, str] | None = None,
+        error_class: str | None = None,
     ) -> None:
         super().__init__(body)
         self.status = status
         self.body = body
         self.action = action
-        self.headers = headers
+        self.error_class = error_class
+        self.headers = {
+            **(headers or {}),
+            **({"X-Authgw-Error": error_class} if error_class else {}),
+        }
 
 
 class Decider:
@@ -75,6 +85,8 @@ class Decider:
         """Route, check and inject; None when done, or a coroutine to await for the rest."""
         try:
             route = self._route(rt.config, flow.request, state)
+            if route is not None:
+                self._bind(route, flow)
             if route is not None and route.verify is not None:
                 return self._decide_later(rt, flow, state, route, count)
             if route is not None and route.token is not None:
@@ -133,6 +145,20 @@ class Decider:
             return None
         state.record.route, state.route = route.name, route
         return route
+
+    def _bind(self, route: Route, flow: http.HTTPFlow) -> None:
+        """421 unless every host name the upstream may route by is one of the route's."""
+        name = foreign_name(route, flow)
+        if name is None:
+            return
+        self._warn_limited(
+            (route.name, "host_mismatch"),
+            "authgw: route %s: the request's %s names a host the route does not cover; "
+            "answered 421, no token sent",
+            route.name,
+            name,
+        )
+        raise Answered(421, "host does not match the route", "rejected", None, "host_mismatch")
 
     def _token_plan(
         self, rt: Runtime, req: http.Request, route: Route, record: FlowRecord
@@ -230,6 +256,7 @@ class Decider:
         """Answer the request here: 400/401/403 as decided, 502 for anything else."""
         if isinstance(e, Answered):
             state.record.action = e.action
+            state.record.error_class = e.error_class
             answer(flow, e.status, e.body, e.headers)
             return
         if not isinstance(e, TokenUnavailable):

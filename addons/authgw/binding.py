@@ -1,0 +1,56 @@
+"""Host binding: a token goes only to a host its route names.
+
+The route is chosen by the request's real target, but an upstream server routes by what
+the client wrote: the ``Host`` header (HTTP/1) or ``:authority`` (HTTP/2), an
+absolute-form request-target, and the TLS SNI, which mitmproxy reuses upstream on a
+connection the client opened with CONNECT. On a flow that carries a token, each of them
+must be a host the route's ``hosts`` cover; ``foreign_name`` says which one is not.
+A missing port stands for the request's port; case and one trailing dot do not matter.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from authgw.config import Route
+from authgw.hosts import normalize_host, parse_host_port
+
+
+def _covered(route: Route, text: str, port: int) -> bool:
+    try:
+        host, named_port = parse_host_port(text)
+    except ValueError:
+        return False
+    named = named_port if named_port is not None else port
+    return any(p.matches(host, named) for p in route.hosts)
+
+
+def upstream_sni(flow: http.HTTPFlow) -> str | None:
+    """The server name the upstream TLS connection is (or will be) opened with.
+
+    mitmproxy reuses the connection the client asked for with CONNECT when the request
+    goes to that same address, with the client's SNI; any other target gets a new
+    connection named after the request's host.
+    """
+    req, server = flow.request, flow.server_conn
+    if req.scheme != "https":
+        return None
+    if server.address is not None and tuple(server.address[:2]) == (req.host, req.port):
+        return server.sni or flow.client_conn.sni or req.host
+    return req.host
+
+
+def foreign_name(route: Route, flow: http.HTTPFlow) -> str | None:
+    """Which name the route does not cover ("Host", ":authority", "request-target", "SNI"),
+    or None when the upstream can only see hosts of this route."""
+    req = flow.request
+    for header in req.headers.get_all("host"):
+        if not _covered(route, header, req.port):
+            return "Host"
+    if req.authority and not _covered(route, req.authority, req.port):
+        return ":authority" if req.is_http2 or req.is_http3 else "request-target"
+    sni = upstream_sni(flow)
+    if sni is not None and normalize_host(sni) != normalize_host(req.host):
+        if not _covered(route, sni, req.port):
+            return "SNI"
+    return None

@@ -16,7 +16,8 @@ import pytest
 
 from authgw.tokens import fingerprint
 from scripts.gencerts import CertPaths, generate
-from tests.e2e.harness import GatewayFactory, Upstream, server_tls_context
+from tests.e2e.harness import GatewayFactory
+from tests.e2e.upstreams import Upstream, server_tls_context
 
 E2E_DIR = Path(__file__).resolve().parent
 _FACTORY_KEY = pytest.StashKey[GatewayFactory]()

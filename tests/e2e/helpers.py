@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from tests.e2e.harness import Response, wait_until
+from tests.e2e.clients import Response, wait_until
 
 
 def new_secret() -> str:

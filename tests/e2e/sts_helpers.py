@@ -1,8 +1,5 @@
 """Helpers for the STS end-to-end tests (tests/e2e/test_sts.py).
 
-    LoopbackUpstream      a recording http server on any 127.x address, with a listen
-                          backlog for bursts (harness.Upstream binds 127.0.0.1 only, and
-                          its backlog of 5 delays the 6th simultaneous connection by 1 s+)
     sts_gateway_env       the environment a gateway needs to reach the in-process emulator,
                           with the host's own AWS configuration shut out
     TokenVerifier         verifies a JWT against the emulator's JWKS
@@ -18,13 +15,9 @@ from __future__ import annotations
 
 import os
 import socket
-import socketserver
 import struct
-import threading
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,128 +25,9 @@ import jwt
 
 from authgw.emulator import DEMO_ACCESS_KEY_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY
 from authgw.tokens import fingerprint
-from tests.e2e.harness import RecordedRequest
+from tests.e2e.upstreams import RecordedRequest
 
 BEARER = "Bearer "
-
-
-# --------------------------------------------------------------------------- upstream
-
-
-class _RecordingHandler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so stop() leaves no idle handler threads.
-    protocol_version = "HTTP/1.0"
-    timeout = 10.0
-    server: _RecordingServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.upstream._record(
-            RecordedRequest(
-                method=self.command,
-                path=self.path,
-                headers=list(self.headers.items()),
-                body=b"",
-                client_port=self.client_address[1],
-            )
-        )
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _RecordingServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default backlog of 5 makes a burst of connections wait out SYN
-    # retransmits (1 s, 3 s, 7 s ...); the gateway opens one per client at once.
-    request_queue_size = 256
-
-    def __init__(self, upstream: LoopbackUpstream, host: str) -> None:
-        self.upstream = upstream
-        super().__init__((host, 0), _RecordingHandler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup we do not want.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-
-class LoopbackUpstream:
-    """Records GET requests on `host` (a 127.x address), port chosen by the OS; answers 200."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._server: _RecordingServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> LoopbackUpstream:
-        self._server = _RecordingServer(self, self.host)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"upstream-{self.host}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        if thread is not None:
-            thread.join(10)
-        server.server_close()
-        self._server = self._thread = None
-
-    def __enter__(self) -> LoopbackUpstream:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("upstream not started")
-        return self._server.server_port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return len(self._requests)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
 
 
 # --------------------------------------------------------------------------- gateway env

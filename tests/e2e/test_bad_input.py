@@ -39,20 +39,11 @@ import pytest
 
 from authgw.emulator import StsEmulator
 from tests.e2e import conftest
-from tests.e2e.harness import (
-    Gateway,
-    GatewayFactory,
-    RecordedRequest,
-    direct_request,
-    proxy_request,
-)
+from tests.e2e.clients import direct_request, proxy_request
+from tests.e2e.harness import Gateway, GatewayFactory
 from tests.e2e.helpers import fingerprint, leaks, new_secret, verify_jwt
-from tests.e2e.sts_helpers import (
-    LoopbackUpstream,
-    TokenVerifier,
-    bearer_token,
-    sts_gateway_env,
-)
+from tests.e2e.sts_helpers import TokenVerifier, bearer_token, sts_gateway_env
+from tests.e2e.upstreams import RecordedRequest, Upstream
 
 LIFETIME = 300
 EXCHANGE_TIMEOUT = 3.0  # seconds a raw client waits for an answer or a close
@@ -752,7 +743,7 @@ FIXED_AUDIENCE = "urn:authgw:e2e-fixed"
 @dataclass(frozen=True)
 class Target:
     route: str
-    upstream: LoopbackUpstream
+    upstream: Upstream
 
     @property
     def audience(self) -> str:
@@ -775,7 +766,7 @@ def test_concurrent_clients_on_many_routes_each_get_their_own_token(
         emulator = stack.enter_context(StsEmulator())
         emulator.set_latency(0.1)  # so that requests pile up on the first fetch
         targets = [
-            Target(route, stack.enter_context(LoopbackUpstream(host)))
+            Target(route, stack.enter_context(Upstream(host=host, http10=True)))
             for route, addresses in hosts.items()
             for host in addresses
         ]

@@ -30,15 +30,8 @@ import pytest
 from scripts.gencerts import CertPaths
 from tests.contract import FLOWLOG_FIELDS
 from tests.e2e import conftest
-from tests.e2e.harness import (
-    Gateway,
-    GatewayFactory,
-    Response,
-    Upstream,
-    direct_request,
-    proxy_request,
-    server_tls_context,
-)
+from tests.e2e.clients import Response, direct_request, proxy_request
+from tests.e2e.harness import Gateway, GatewayFactory
 from tests.e2e.helpers import (
     bearer_token,
     fingerprint,
@@ -50,6 +43,7 @@ from tests.e2e.helpers import (
     verify_jwt,
     wait_for_records,
 )
+from tests.e2e.upstreams import Upstream, server_tls_context
 
 LIFETIME = 300
 CLAIMS = {"stackmon": "dummy"}

@@ -38,17 +38,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authgw.emulator import StsEmulator
 from tests.e2e import conftest
-from tests.e2e.harness import (
-    Gateway,
-    GatewayError,
-    GatewayFactory,
-    RecordedRequest,
-    Response,
-    Upstream,
-    direct_request,
-    proxy_request,
-    wait_until,
-)
+from tests.e2e.clients import Response, direct_request, proxy_request, wait_until
+from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
 from tests.e2e.helpers import fingerprint, leaks, new_secret, read_flowlog, verify_jwt
 from tests.e2e.sts_helpers import (
     TokenVerifier,
@@ -59,6 +50,7 @@ from tests.e2e.sts_helpers import (
     new_lines,
     sts_gateway_env,
 )
+from tests.e2e.upstreams import RecordedRequest, Upstream
 
 SECRET_ENV = "AUTHGW_E2E_FAULTS_SECRET"
 LIFETIME = 300

@@ -18,16 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from scripts.gencerts import CertPaths, generate, main
-from tests.e2e.harness import (
-    Gateway,
-    GatewayError,
-    GatewayFactory,
-    Response,
-    Upstream,
-    direct_request,
-    proxy_request,
-    wait_until,
-)
+from tests.e2e.clients import Response, direct_request, proxy_request, wait_until
+from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
+from tests.e2e.upstreams import Upstream
 
 CONFIG = "version: 1\nroutes: []\n"  # ignored by the stand-in addon
 

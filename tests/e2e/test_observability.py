@@ -33,25 +33,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from authgw.emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
 from scripts.gencerts import CertPaths
 from tests.e2e import conftest
-from tests.e2e.harness import (
-    Gateway,
-    GatewayError,
-    GatewayFactory,
-    Response,
-    Upstream,
-    direct_request,
-    proxy_request,
-    server_tls_context,
-    wait_until,
-)
+from tests.e2e.clients import Response, direct_request, proxy_request, wait_until
+from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
 from tests.e2e.helpers import fingerprint, leaks, new_secret, verify_jwt
-from tests.e2e.sts_helpers import (
-    LoopbackUpstream,
-    TokenVerifier,
-    bearer_token,
-    closed_loopback_port,
-    sts_gateway_env,
-)
+from tests.e2e.sts_helpers import TokenVerifier, bearer_token, closed_loopback_port, sts_gateway_env
+from tests.e2e.upstreams import Upstream, server_tls_context
 
 LIFETIME = 600
 STS_AUDIENCE = {
@@ -589,7 +575,7 @@ def test_a_thousand_hosts_keep_the_cache_and_the_labels_bounded(
     }
     # mitmdump hands every request to this "proxy" (a recording server answering 200 to
     # absolute-form requests): it never resolves h<N>.example nor connects anywhere else.
-    with LoopbackUpstream("127.0.0.1") as proxy:
+    with Upstream(http10=True) as proxy:
         gateway, metrics_port = start_with_metrics(
             gateway_factory,
             lambda port: json.dumps(config),

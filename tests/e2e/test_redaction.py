@@ -54,16 +54,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authgw.emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
-from tests.e2e.harness import (
-    REPO,
-    Gateway,
-    GatewayError,
-    GatewayFactory,
-    Upstream,
-    direct_request,
-    gateway_env,
-    proxy_request,
-)
+from tests.e2e.clients import direct_request, proxy_request
+from tests.e2e.harness import REPO, Gateway, GatewayError, GatewayFactory, gateway_env
 from tests.e2e.helpers import (
     fingerprint,
     leaks,
@@ -74,6 +66,7 @@ from tests.e2e.helpers import (
     wait_for_records,
 )
 from tests.e2e.sts_helpers import closed_loopback_port, sts_gateway_env
+from tests.e2e.upstreams import Upstream
 
 UPSTREAMS = (
     "hmac_env",

@@ -25,9 +25,11 @@ from typing import Any
 
 import jwt
 
-from tests.e2e.harness import Gateway, GatewayFactory, Upstream, proxy_request, wait_until
+from tests.e2e.clients import proxy_request, wait_until
+from tests.e2e.harness import Gateway, GatewayFactory
 from tests.e2e.helpers import fingerprint, leaks, new_secret, replace_file
 from tests.e2e.sts_helpers import bearer_token
+from tests.e2e.upstreams import Upstream
 
 # The config file is polled once a second, secret and token files re-stat-ed at most
 # once a second; 2 s leaves a second for a loaded machine.

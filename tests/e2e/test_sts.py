@@ -32,9 +32,9 @@ from authgw.emulator import (
     StsEmulator,
 )
 from authgw.tokens import fingerprint
-from tests.e2e.harness import Gateway, GatewayFactory, Response, proxy_request, wait_until
+from tests.e2e.clients import Response, proxy_request, wait_until
+from tests.e2e.harness import Gateway, GatewayFactory
 from tests.e2e.sts_helpers import (
-    LoopbackUpstream,
     TokenVerifier,
     abort,
     backoff_window,
@@ -46,6 +46,7 @@ from tests.e2e.sts_helpers import (
     send_then_disconnect,
     sts_gateway_env,
 )
+from tests.e2e.upstreams import Upstream
 
 ERROR_BACKOFF = 1.0
 REFRESH_AHEAD = 58
@@ -109,8 +110,8 @@ AWS_ERROR_CASES = [
 class Stack:
     emulator: StsEmulator
     gateway: Gateway
-    upstreams: dict[str, LoopbackUpstream]  # route -> its upstream on 127.0.0.1
-    dynamic_hosts: list[LoopbackUpstream]  # the dynamic_hosts route's upstreams
+    upstreams: dict[str, Upstream]  # route -> its upstream on 127.0.0.1
+    dynamic_hosts: list[Upstream]  # the dynamic_hosts route's upstreams
     verifier: TokenVerifier
     flowlog: Path
     mark: int = 0  # the gateway output line the current test began at
@@ -135,7 +136,7 @@ class Stack:
         return [r for r in map(json.loads, lines) if r["route"] == route]
 
 
-def _config(upstreams: dict[str, LoopbackUpstream], transport_port: int, flowlog: Path) -> str:
+def _config(upstreams: dict[str, Upstream], transport_port: int, flowlog: Path) -> str:
     routes: list[dict[str, Any]] = []
     for name, settings in TOKENS.items():
         token = {"type": "sts", **settings}
@@ -169,8 +170,8 @@ def _config(upstreams: dict[str, LoopbackUpstream], transport_port: int, flowlog
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("sts")
-    upstreams = {name: LoopbackUpstream("127.0.0.1") for name in TOKENS}
-    hosts = [LoopbackUpstream(h) for h in DYNAMIC_HOSTS]
+    upstreams = {name: Upstream(http10=True) for name in TOKENS}
+    hosts = [Upstream(host=h, http10=True) for h in DYNAMIC_HOSTS]
     factory = GatewayFactory(tmp)
     with pytest.MonkeyPatch.context() as mp, StsEmulator() as emulator:
         # The JWKS client in this process must not go through a proxy either.

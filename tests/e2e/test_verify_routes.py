@@ -40,15 +40,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authgw.emulator import DEMO_REGION, StsEmulator
 from tests.e2e import conftest
-from tests.e2e.harness import (
-    Gateway,
-    GatewayError,
-    GatewayFactory,
-    Response,
-    Upstream,
-    direct_request,
-    proxy_request,
-)
+from tests.e2e.clients import Response, direct_request, proxy_request
+from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
 from tests.e2e.helpers import (
     fingerprint,
     fingerprints,
@@ -58,6 +51,7 @@ from tests.e2e.helpers import (
     wait_for_records,
 )
 from tests.e2e.sts_helpers import Bearer, closed_loopback_port
+from tests.e2e.upstreams import Upstream
 
 CLIENT_ENV = "AUTHGW_E2E_VERIFY_CLIENT"  # the secret clients should sign with
 GATEWAY_ENV = "AUTHGW_E2E_VERIFY_GATEWAY"  # the `both` route's own signing secret

@@ -16,9 +16,7 @@ import argparse
 import http.client
 import json
 import os
-import re
 import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -29,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
+# Run as `python scripts/demo.py`: scripts/ is on sys.path (not the repository root).
+from launcher import LOOPBACK_ANY_PORT, LaunchError, Mitmdump
 
 from authgw import cli
 from authgw.cli import mitmdump_argv
@@ -100,34 +101,19 @@ def demo_config(dash: int, partner: int, gateway: int, metrics: int) -> str:
         """)
 
 
-def start_gateway(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    argv = mitmdump_argv(
-        workdir / "gateway.yaml", ["--listen-host", "127.0.0.1", "--listen-port", "0"]
-    )
-    proc = subprocess.Popen(
-        argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(r"listening at .*:(\d+)\.", line)
-        if match:
-            threading.Thread(target=_drain, args=(proc,), daemon=True).start()
-            return proc, int(match.group(1))
-    proc.kill()
-    raise SystemExit("mitmdump did not start:\n" + "".join(seen))
+def start_gateway(workdir: Path, env: dict[str, str]) -> Mitmdump:
+    """mitmdump with the gateway on workdir/gateway.yaml, listening (SystemExit if not)."""
+    argv = mitmdump_argv(workdir / "gateway.yaml", LOOPBACK_ANY_PORT)
+    verbose = bool(os.environ.get("AUTHGW_DEMO_VERBOSE"))
+    gateway = Mitmdump(argv, env=env, cwd=workdir, on_line=_echo if verbose else None)
+    try:
+        return gateway.start(timeout=30)
+    except LaunchError as e:
+        raise SystemExit(f"mitmdump did not start: {e}") from None
 
 
-def _drain(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if os.environ.get("AUTHGW_DEMO_VERBOSE"):
-            sys.stdout.write("  mitmdump | " + line)
+def _echo(line: str) -> None:
+    sys.stdout.write(f"  mitmdump | {line}\n")
 
 
 def free_port() -> int:
@@ -229,7 +215,8 @@ def main() -> int:
         print(
             f"authgw demo: upstreams on 127.0.0.1:{dash},{partner},{gw}; STS emulator at {sts.url}"
         )
-        proc, port = start_gateway(workdir, env)
+        gateway = start_gateway(workdir, env)
+        port = gateway.port
         print(f"gateway (mitmdump -s addons/auth_gateway.py) listening on 127.0.0.1:{port}")
         try:
             status, echoed = through_proxy(
@@ -287,15 +274,11 @@ def main() -> int:
                     Ctrl-C stops everything.""")
                 )
                 try:
-                    proc.wait()
+                    gateway.wait()
                 except KeyboardInterrupt:
                     pass
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            gateway.stop()
             for server in echoes:
                 server.shutdown()
                 server.server_close()

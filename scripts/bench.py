@@ -30,11 +30,8 @@ import http.client
 import json
 import logging
 import os
-import queue
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -45,6 +42,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+# Run as `python scripts/bench.py`: scripts/ is on sys.path (not the repository root).
+from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
 
 from authgw.addon import AuthGateway
 from authgw.cli import addon_script
@@ -205,55 +205,10 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Mitmdump:
-    """A mitmdump process on a free loopback port; its output is drained, not shown."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str], cwd: str) -> None:
-        argv = [
-            sys.executable,
-            "-c",
-            "from mitmproxy.tools.main import mitmdump; mitmdump()",
-            "--set",
-            "flow_detail=0",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
-            *args,
-        ]
-        self.proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._drain, args=(lines,), daemon=True).start()
-        deadline = time.monotonic() + 30
-        self.port = 0
-        while not self.port and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            match = re.search(r"listening at .*:(\d+)\.", line)
-            if match:
-                self.port = int(match.group(1))
-        if not self.port:
-            self.stop()
-            raise RuntimeError(f"mitmdump did not start: {' '.join(args)}")
-
-    def _drain(self, lines: queue.Queue[str]) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            lines.put(line)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def mitmdump(args: Sequence[str], env: dict[str, str], cwd: str) -> Mitmdump:
+    """A started mitmdump on a free loopback port; its output is kept, not shown."""
+    argv = [*MITMDUMP, "--set", "flow_detail=0", *LOOPBACK_ANY_PORT, *args]
+    return Mitmdump(argv, env=env, cwd=cwd).start(timeout=30)
 
 
 def _drive(proxy_port: int, url: str, requests: int) -> None:
@@ -289,7 +244,7 @@ def bench_cpu(requests: int, rounds: int) -> list[Row]:
                 f"authgw_config={config}",
             ],
         }
-        procs = {name: Mitmdump(args, env, tmp) for name, args in variants.items()}
+        procs = {name: mitmdump(args, env, tmp) for name, args in variants.items()}
         url = f"http://127.0.0.1:{port}/"
         samples: dict[str, list[float]] = {name: [] for name in variants}
         try:
@@ -297,9 +252,9 @@ def bench_cpu(requests: int, rounds: int) -> list[Row]:
                 _drive(proc.port, url, 200)  # warm up: imports, connections, the cache
             for _ in range(rounds):
                 for name, proc in procs.items():  # in turns, so drift hits all alike
-                    before = _cpu_seconds(proc.proc.pid)
+                    before = _cpu_seconds(proc.pid)
                     _drive(proc.port, url, requests)
-                    samples[name].append((_cpu_seconds(proc.proc.pid) - before) / requests)
+                    samples[name].append((_cpu_seconds(proc.pid) - before) / requests)
         finally:
             for proc in procs.values():
                 proc.stop()
@@ -445,7 +400,7 @@ def bench_cold(concurrency: int) -> list[Row]:
                 token: {{type: sts, audience: dynamic}}
             """)
         )
-        gw = Mitmdump(["-s", str(addon_script()), "--set", f"authgw_config={config}"], env, tmp)
+        gw = mitmdump(["-s", str(addon_script()), "--set", f"authgw_config={config}"], env, tmp)
         endpoint = env["AWS_ENDPOINT_URL_STS"]
         try:
             calls_before = _emulator_calls(endpoint)
@@ -530,7 +485,7 @@ def bench_hosts(hosts: int, max_entries: int) -> list[Row]:
         metrics_sock.bind(("127.0.0.1", 0))
         metrics_port = metrics_sock.getsockname()[1]
         metrics_sock.close()
-        gw = Mitmdump(
+        gw = mitmdump(
             [
                 "--mode",
                 f"upstream:http://127.0.0.1:{proxy_port}",
@@ -547,7 +502,7 @@ def bench_hosts(hosts: int, max_entries: int) -> list[Row]:
         peak_entries = 0.0
         try:
             _drive_hosts(gw.port, range(1000), prefix="warm")  # imports, buffers, first tokens
-            rss_before = _status_kib(gw.proc.pid, "VmRSS")
+            rss_before = _status_kib(gw.pid, "VmRSS")
             per_client = hosts // 4
             threads = [
                 threading.Thread(
@@ -564,8 +519,8 @@ def bench_hosts(hosts: int, max_entries: int) -> list[Row]:
                 time.sleep(0.5)
             peak_entries = max(peak_entries, _metric(metrics_port, "authgw_token_cache_entries"))
             evictions = _metric(metrics_port, "authgw_token_cache_evictions_total")
-            rss_after = _status_kib(gw.proc.pid, "VmRSS")
-            hwm = _status_kib(gw.proc.pid, "VmHWM")
+            rss_after = _status_kib(gw.pid, "VmRSS")
+            hwm = _status_kib(gw.pid, "VmHWM")
         finally:
             gw.stop()
             server.shutdown()
@@ -605,7 +560,7 @@ def _until_served(args: list[str], env: dict[str, str], cwd: str, url: str) -> f
     start-up is measured to the first request that gets an answer.
     """
     started = time.perf_counter()
-    gw = Mitmdump(args, env, cwd)
+    gw = mitmdump(args, env, cwd)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

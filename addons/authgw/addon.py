@@ -22,10 +22,12 @@ from typing import Any, Optional, TypeVar, cast
 
 from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import layer
 
 from authgw.config import ConfigError
-from authgw.decision import Decider, FlowState, target
+from authgw.decision import Decider, FlowState, answer, target
 from authgw.flowlog import FlowRecord
+from authgw.guard import ConnectionGuard, Refused, uninterceptable
 from authgw.metrics import Metrics
 from authgw.outcome import Outcomes
 from authgw.redaction import redact
@@ -45,6 +47,11 @@ def _command(name: str) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], command.command(name))
 
 
+def _debug() -> bool:
+    """Tracebacks only at debug level: an exception's text may hold request data."""
+    return logger.isEnabledFor(logging.DEBUG)
+
+
 class AuthGateway:
     def __init__(
         self, *, clock: Callable[[], float] = time.time, watch_interval: float = 1.0
@@ -53,6 +60,7 @@ class AuthGateway:
         self.manager = RuntimeManager(self.metrics, clock=clock, watch_interval=watch_interval)
         self.decider = Decider(self.metrics, clock=clock)
         self.outcomes = Outcomes(self.metrics, clock=clock)
+        self.guard = ConnectionGuard(self.metrics)
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = (
             weakref.WeakKeyDictionary()
         )
@@ -106,6 +114,25 @@ class AuthGateway:
             self.manager.load(options)
         except ConfigError as e:
             raise exceptions.OptionsError(f"authgw_config: {e}") from e  # type: ignore[no-untyped-call]
+        self._warn_about_options()
+
+    def _warn_about_options(self) -> None:
+        o, rt = ctx.options, self.manager.current
+        if getattr(o, "proxy_debug", False):
+            logger.warning(
+                "authgw: proxy_debug is on: mitmproxy logs the raw bytes it relays, and so "
+                "the tokens authgw injects; do not share that output"
+            )
+        if rt is None:
+            return
+        for option in ("ignore_hosts", "tcp_hosts"):
+            for route in uninterceptable(rt.config, getattr(o, option, None) or ()):
+                logger.warning(
+                    "authgw: %s keeps mitmproxy from intercepting route %s: no token can be "
+                    "injected there",
+                    option,
+                    route,
+                )
 
     def running(self) -> None:
         if self.manager.options.config and not self.manager.watching:
@@ -138,6 +165,29 @@ class AuthGateway:
             raise exceptions.CommandError("the config is invalid; see the log")
 
     # -- hooks -------------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        rt = self.manager.current
+        if rt is not None:
+            try:
+                self.guard.connect(rt.config, flow)
+            except Exception:  # noqa: BLE001 - fail closed: no tunnel on a bug
+                logger.error("authgw: internal error on CONNECT; answered 502", exc_info=_debug())
+                answer(flow, 502, "token unavailable (internal)", {"X-Authgw-Error": "internal"})
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        rt = self.manager.current
+        if rt is not None:
+            try:
+                # Script addons run before mitmproxy's own NextLayer addon: let it choose
+                # now (it leaves a layer another addon has set alone), then look.
+                core = ctx.master.addons.get("nextlayer")
+                if nextlayer.layer is None and core is not None:
+                    core.next_layer(nextlayer)
+                self.guard.next_layer(rt.config, nextlayer)
+            except Exception:  # noqa: BLE001 - fail closed: close rather than relay
+                logger.error("authgw: internal error choosing a layer; closed", exc_info=_debug())
+                nextlayer.layer = Refused(nextlayer.context)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         return self._decide(flow)

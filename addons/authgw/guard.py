@@ -1,0 +1,104 @@
+"""The connection guard: ``unmatched: reject`` and ``verify.enforce`` cover every connection.
+
+The request decision sees HTTP flows only. A client can ask for a tunnel (CONNECT) and
+then speak something mitmproxy relays as raw bytes: its raw-TCP fallback for data that
+does not look like HTTP, ``tcp_hosts``, ``ignore_hosts`` (TLS passthrough), non-HTTP
+inside TLS. Such a relay carries no token, but it walks around ``reject`` and ``enforce``.
+So a CONNECT to a host no route matches is answered 403 under ``reject`` before a tunnel
+opens, and a raw TCP/UDP relay to a host that no route matches (under ``reject``) or
+whose route verifies with ``enforce: true`` is replaced by a layer that closes the
+connection before a byte is relayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+
+from mitmproxy import http
+from mitmproxy.proxy import commands, events, layer, layers
+
+from authgw import routing
+from authgw.config import Config, Route
+from authgw.decision import answer
+from authgw.metrics import NO_ROUTE, Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class Refused(layer.Layer):
+    """Closes the client connection (and the server's, if open); relays nothing."""
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.Start):
+            if self.context.server.connected:
+                yield commands.CloseConnection(self.context.server)
+            yield commands.CloseConnection(self.context.client)
+        # Whatever arrives after that (data already in flight, the close) is dropped.
+
+
+def _guarded(cfg: Config, host: str, port: int) -> tuple[Route | None, str] | None:
+    """(route, why) if a connection to host:port must not be relayed raw; else None."""
+    route = routing.match(cfg.routes, host, port)
+    if route is None:
+        return (None, "no route for host") if cfg.unmatched == "reject" else None
+    if route.verify is not None and route.verify.enforce:
+        return route, "its route verifies client tokens (enforce)"
+    return None
+
+
+class ConnectionGuard:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def connect(self, cfg: Config, flow: http.HTTPFlow) -> None:
+        """CONNECT: 403 before a tunnel opens to a host no route matches, under reject."""
+        if cfg.unmatched != "reject" or flow.response is not None:
+            return
+        req = flow.request
+        if routing.match(cfg.routes, req.host, req.port) is None:
+            answer(flow, 403, "no route for host")
+            self._rejected(None)
+            logger.info("authgw: CONNECT to a host no route matches; answered 403")
+
+    def next_layer(self, cfg: Config, nextlayer: layer.NextLayer) -> None:
+        """Replace a raw TCP/UDP relay to a guarded host by a layer that closes it."""
+        if not isinstance(nextlayer.layer, layers.TCPLayer | layers.UDPLayer):
+            return
+        address = nextlayer.context.server.address
+        if address is None:
+            return
+        guarded = _guarded(cfg, str(address[0]), int(address[1]))
+        if guarded is None:
+            return
+        route, why = guarded
+        relay = "UDP" if isinstance(nextlayer.layer, layers.UDPLayer) else "TCP"
+        nextlayer.layer = Refused(nextlayer.context)
+        self._rejected(route)
+        logger.warning(
+            "authgw: closed a raw %s connection to %s:%s before relaying a byte: %s",
+            relay,
+            address[0],
+            address[1],
+            why,
+        )
+
+    def _rejected(self, route: Route | None) -> None:
+        self.metrics.child(
+            self.metrics.requests, route.name if route else NO_ROUTE, "rejected"
+        ).inc()
+
+
+def uninterceptable(cfg: Config, patterns: Iterable[str]) -> list[str]:
+    """Route host patterns that an ``ignore_hosts``/``tcp_hosts`` regex keeps mitmproxy
+    from intercepting: no token can be injected there."""
+    regexes: Sequence[re.Pattern[str]] = [re.compile(p, re.IGNORECASE) for p in patterns]
+    found = []
+    for route in cfg.routes:
+        for pattern in route.hosts:
+            sample = ("x." + pattern.host) if pattern.wildcard and pattern.host else pattern.host
+            port = pattern.port or 443
+            if sample and any(r.search(f"{sample}:{port}") for r in regexes):
+                found.append(f"{route.name} ({pattern.text})")
+    return found

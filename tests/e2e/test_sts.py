@@ -438,6 +438,9 @@ def test_backoff_bounds_calls_to_a_failing_sts(sts: Stack) -> None:
 def test_refresh_ahead_replaces_the_token_without_blocking_requests(sts: Stack) -> None:
     route, latency = "refresh", 1.5
     sts.emulator.set_latency(latency)
+    # Tokens of 60 s that arrive with 32 s left (an STS clock 28 s behind): refreshed
+    # half their life ahead, so a few seconds after they arrive.
+    sts.emulator.set_clock_skew(28)
     upstream = sts.upstreams[route]
 
     started = time.monotonic()

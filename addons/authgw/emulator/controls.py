@@ -29,6 +29,7 @@ class Faults:
         self._lock = threading.Lock()
         self._fault: Fault | None = None
         self._latency = 0.0
+        self._skew = 0.0
 
     def fail_with(self, code: str, times: int | None, message: str) -> None:
         """Answer the next ``times`` calls (all if None) with ``code`` and ``message``."""
@@ -49,10 +50,21 @@ class Faults:
         with self._lock:
             return self._latency
 
+    def set_skew(self, seconds: float) -> None:
+        """Issue tokens as if the emulator's clock ran ``seconds`` behind."""
+        with self._lock:
+            self._skew = float(seconds)
+
+    @property
+    def skew(self) -> float:
+        with self._lock:
+            return self._skew
+
     def reset(self) -> None:
         with self._lock:
             self._fault = None
             self._latency = 0.0
+            self._skew = 0.0
 
     def take(self) -> Fault | None:
         """The fault to answer this call with, if any; counts the call against ``times``."""

@@ -169,8 +169,13 @@ class StsEmulator:
         """Wait ``seconds`` before answering each GetWebIdentityToken call."""
         self._faults.set_latency(seconds)
 
+    def set_clock_skew(self, seconds: float) -> None:
+        """Issue tokens as if this STS's clock ran ``seconds`` behind: they arrive with that
+        much less of their life left (a source whose tokens come back near expiry)."""
+        self._faults.set_skew(seconds)
+
     def reset(self) -> None:
-        """Clear injected faults and latency (the call record stays)."""
+        """Clear injected faults, latency and clock skew (the call record stays)."""
         self._faults.reset()
 
     def clear_calls(self) -> None:

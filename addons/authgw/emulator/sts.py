@@ -183,7 +183,7 @@ class StsService:
         algorithm = request.algorithm or ""
         duration = request.duration or DEFAULT_DURATION
         key = self._keys[algorithm]
-        now = int(self._clock())
+        now = int(self._clock() - self._faults.skew)
         expires = now + duration
         role = _ROLE_NAME_UNSAFE.sub("-", caller.access_key_id)
         principal = f"arn:aws:iam::{self._account}:role/emulated-{role}"

@@ -181,7 +181,8 @@ class AuthGateway:
             try:
                 # Script addons run before mitmproxy's own NextLayer addon: let it choose
                 # now (it leaves a layer another addon has set alone), then look.
-                core = ctx.master.addons.get("nextlayer")
+                addons: Any = ctx.master.addons  # typed in mitmproxy 12, not in 11
+                core = addons.get("nextlayer")
                 if nextlayer.layer is None and core is not None:
                     core.next_layer(nextlayer)
                 self.guard.next_layer(rt.config, nextlayer)

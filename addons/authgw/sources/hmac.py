@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 
 from authgw.config import HmacTokenConfig
-from authgw.sources import Clock, SecretReader
+from authgw.sources.base import Clock, SecretReader
 from authgw.tokens import Token
 
 logger = logging.getLogger(__name__)

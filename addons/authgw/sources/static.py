@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from authgw.config import StaticTokenConfig
-from authgw.sources import Clock, SecretReader
+from authgw.sources.base import Clock, SecretReader
 from authgw.tokens import ExpiredToken, Token, TokenUnavailable, token_from_jwt
 
 

@@ -31,7 +31,7 @@ import botocore.config
 import botocore.exceptions
 
 from authgw.config import StsTokenConfig
-from authgw.sources import Clock
+from authgw.sources.base import Clock
 from authgw.tokens import MissingSecret, Token, TokenUnavailable, token_from_jwt
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from authgw.config import VerifyConfig
-from authgw.sources import SecretReader
+from authgw.sources.base import SecretReader
 from authgw.tokens import MissingSecret
 from authgw.verify.check import verify_hmac, verify_jwks
 from authgw.verify.errors import JwksUnavailable, SecretUnavailable

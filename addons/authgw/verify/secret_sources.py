@@ -9,7 +9,7 @@ from typing import Literal, cast
 
 from authgw import config as configmod
 from authgw.config import SecretRef
-from authgw.sources import SecretReader
+from authgw.sources.base import SecretReader
 from authgw.tokens import MissingSecret
 from authgw.verify.errors import SecretUnavailable
 from authgw.verify.text import printable

@@ -1,0 +1,125 @@
+"""What every token source is, and how sources read their secrets.
+
+``TokenSource`` is the protocol the cache, the request decision and the CLI need of a
+source; ``SecretReader`` reads a secret from env, a file or a literal, re-reading a file
+when it changes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, Protocol
+
+from authgw.config import SecretRef
+from authgw.tokens import MissingSecret, Token, fingerprint
+
+Clock = Callable[[], float]
+
+
+class TokenSource(Protocol):
+    """What the cache and the addon need of a source."""
+
+    kind: str
+
+    def check(self) -> None:
+        """Raise if the source cannot work at all (``MissingSecret``, botocore errors)."""
+
+    def cache_params(self) -> Hashable:
+        """Everything besides route and audience that changes the token.
+
+        May raise ``TokenUnavailable`` (a secret that is not there).
+        """
+
+    async def fetch(self, audience: tuple[str, ...]) -> Token:
+        """A fresh token for ``audience``, or ``TokenUnavailable``."""
+
+    def describe(self) -> dict[str, Any]:
+        """Status fields: source kind, where the secret lives, its fingerprint."""
+
+
+class SecretReader:
+    """Reads a secret from env, file or a literal; re-reads a file when it changes.
+
+    A file is stat-ed at most once per ``recheck`` seconds (monotonic), so calling
+    ``read`` on every request costs a clock read. One trailing newline is dropped.
+    """
+
+    def __init__(
+        self, ref: SecretRef, *, recheck: float = 1.0, monotonic: Clock = time.monotonic
+    ) -> None:
+        self.ref = ref
+        self._recheck = recheck
+        self._monotonic = monotonic
+        self._next_check = float("-inf")
+        self._stat: tuple[int, int, int] | None = None
+        self._value: bytes | None = None
+        self._fingerprint: str | None = None
+
+    def read(self) -> bytes:
+        """The secret's bytes, or ``MissingSecret`` naming the env var or file."""
+        value = self._load()
+        if not value:
+            raise MissingSecret(self._missing_reason())
+        return value
+
+    def fingerprint(self) -> str:
+        value = self.read()
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(value)
+        return self._fingerprint
+
+    def fingerprint_or_none(self) -> str | None:
+        try:
+            return self.fingerprint()
+        except MissingSecret:
+            return None
+
+    def _set(self, value: bytes | None) -> bytes | None:
+        if value != self._value:
+            self._value = value
+            self._fingerprint = None
+        return value
+
+    def _load(self) -> bytes | None:
+        ref = self.ref
+        if ref.kind == "literal":
+            return self._set((ref.literal or "").encode())
+        if ref.kind == "env":
+            return self._set(os.environ.get(ref.name, "").encode() or None)
+        now = self._monotonic()
+        if now < self._next_check:
+            return self._value
+        self._next_check = now + self._recheck
+        try:
+            st = os.stat(ref.name)
+        except OSError:
+            self._stat = None
+            return self._set(None)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stat:
+            self._stat = stamp
+            try:
+                data = Path(ref.name).read_bytes()
+            except OSError:
+                return self._set(None)
+            self._set(_strip_newline(data) or None)
+        return self._value
+
+    def _missing_reason(self) -> str:
+        ref = self.ref
+        if ref.kind == "env":
+            return f"env var {ref.name} is not set or empty"
+        if ref.kind == "file":
+            if not Path(ref.name).exists():
+                return f"file {ref.name} does not exist"
+            return f"file {ref.name} is unreadable or empty"
+        return "the literal in the config file is empty"
+
+
+def _strip_newline(data: bytes) -> bytes:
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    return data[:-1] if data.endswith(b"\n") else data

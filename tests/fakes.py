@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Hashable
 from typing import Any
 
+from mitmproxy.http import Headers
+
 from authgw.tokens import Token, TokenUnavailable
 
 
@@ -59,3 +61,15 @@ async def hook(result: Awaitable[None] | None) -> None:
     """Run a hook as mitmproxy does: await its result only if it is awaitable."""
     if result is not None:
         await result
+
+
+def wire_all(headers: Headers, name: str) -> list[str]:
+    """The values mitmproxy sends for header ``name``: their bytes, not what a view of the
+    flow shows (authgw masks credentials in flight)."""
+    key = name.lower().encode()
+    return [bytes(v).decode() for k, v in headers.fields if k.lower() == key]
+
+
+def wire(headers: Headers, name: str) -> str | None:
+    values = wire_all(headers, name)
+    return ", ".join(values) if values else None

@@ -16,7 +16,7 @@ from authgw.addon import AuthGateway
 from authgw.cache import CacheKey
 from authgw.metrics import Metrics, MetricsServer, upstream_error_type
 from authgw.tokens import TokenUnavailable, fingerprint
-from tests.fakes import FakeClock, hook
+from tests.fakes import FakeClock, hook, wire
 
 SECRET = "metrics-test-secret-" + "m" * 40
 
@@ -115,7 +115,7 @@ def test_addon_metrics_status_and_commands(
                 f = tflow.tflow(req=tutils.treq(host=f"h{i}.example", port=443, scheme=b"https"))
                 await hook(addon.requestheaders(f))
                 await hook(addon.request(f))
-                tokens.append(f.request.headers["Authorization"].removeprefix("Bearer "))
+                tokens.append(wire(f.request.headers, "Authorization").removeprefix("Bearer "))
                 f.response = tutils.tresp(status_code=401 if i == 9 else 200)
                 addon.response(f)
             got = samples(addon.metrics)
@@ -155,7 +155,7 @@ def test_addon_metrics_status_and_commands(
             f = tflow.tflow(req=tutils.treq(host="h1.example", port=443, scheme=b"https"))
             await hook(addon.request(f))
             claims = jwt.decode(
-                f.request.headers["Authorization"].removeprefix("Bearer "),
+                wire(f.request.headers, "Authorization").removeprefix("Bearer "),
                 SECRET,
                 algorithms=["HS256"],
                 audience="https://h1.example",

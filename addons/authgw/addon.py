@@ -25,8 +25,9 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
 from authgw.config import ConfigError
-from authgw.decision import Decider, FlowState, answer, target
+from authgw.decision import Decider, answer, target
 from authgw.flowlog import FlowRecord
+from authgw.flowstate import FlowState
 from authgw.guard import ConnectionGuard, Refused, uninterceptable
 from authgw.metrics import Metrics
 from authgw.outcome import Outcomes
@@ -139,6 +140,9 @@ class AuthGateway:
             self.manager.start_watching_config()
 
     def done(self) -> None:
+        # Flows still in flight are written by -w at shutdown (Save runs after us).
+        for flow, state in list(self._flows.items()):
+            redact(flow, state)
         self.manager.shutdown()
 
     def status(self) -> dict[str, Any]:

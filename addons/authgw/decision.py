@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -24,7 +23,9 @@ from authgw.binding import foreign_name
 from authgw.cache import CacheKey, Fetcher
 from authgw.config import Config, Route
 from authgw.flowlog import FlowRecord
+from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics
+from authgw.redaction import mask
 from authgw.runtime import Runtime
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
 from authgw.verify import Verdict, VerifyError
@@ -32,19 +33,6 @@ from authgw.verify import Verdict, VerifyError
 logger = logging.getLogger(__name__)
 
 _WARN_EVERY = 60.0  # seconds between warnings for one route and error class; debug between
-
-
-@dataclass
-class FlowState:
-    """What the gateway decided for one flow, kept until its response."""
-
-    record: FlowRecord
-    target: tuple[str, str, int] | None = None  # (scheme, host, port) the token was chosen for
-    route: Route | None = None
-    key: CacheKey | None = None
-    token: Token | None = None
-    headers_before: tuple[tuple[bytes, bytes], ...] = ()
-    redacted: bool = False
 
 
 class Answered(Exception):
@@ -291,6 +279,8 @@ class Decider:
         )
 
     def _decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
+        if state.route is not None and flow.response is None:
+            mask(flow.request.headers, state.route, state.token)
         if count:
             self.metrics.child(
                 self.metrics.requests, state.record.route or NO_ROUTE, state.record.action

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from authgw.decision import FlowState
 from authgw.flowlog import make_line
+from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics, upstream_error_type
 from authgw.runtime import Runtime
 

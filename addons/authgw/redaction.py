@@ -1,35 +1,86 @@
-"""Redaction: the credentials in a routed flow become their fingerprints once sent.
+"""Redaction: the credentials in a routed flow never show, in flight or after.
 
-mitmproxy's own output (``-v``), saved flows (``-w``) and mitmweb show a flow after
-the upstream has it; from then on it holds ``<authgw redacted sha256:...>`` where the
-injected token and the client's own token (checked on verify routes, or moved by
-``inbound: keep-as:``) were.
+Two steps, both on the credential headers of a routed flow (the injected token, and
+the client's own token on verify routes or moved by ``inbound: keep-as:``):
+
+- ``mask``, as soon as the decision is made: each value becomes a ``Masked`` header
+  value. mitmproxy writes header values to the wire as the bytes they are (HTTP/1
+  ``Headers.__bytes__``, HTTP/2 via the h2 library), but everything that *shows* a
+  flow decodes them first (``Headers.items``/``get``/``get_all`` -> ``bytes.decode``):
+  mitmweb's flow list and API, the console, ``-v``, other addons. A ``Masked`` value
+  decodes to ``<authgw redacted sha256:...>``.
+- ``redact``, once the upstream has the request (its response headers came, or it
+  failed, or mitmproxy shuts down): the values become that placeholder for good, so
+  flows written by ``-w`` (which stores raw bytes) never hold a token.
 """
 
 from __future__ import annotations
 
 from mitmproxy import http
 
-from authgw.decision import FlowState
-from authgw.tokens import fingerprint, split_prefix
+from authgw.config import Route
+from authgw.flowstate import FlowState
+from authgw.tokens import Token, fingerprint, split_prefix
 
 
-def redact(flow: http.HTTPFlow, state: FlowState | None) -> None:
-    """Replace the credentials of a routed flow by their fingerprints, once."""
-    if state is None or state.route is None or state.redacted:
-        return
-    state.redacted = True
-    route, headers, token = state.route, flow.request.headers, state.token
-    if token is not None and route.keep_inbound_as is None:
-        # The common case: the header holds exactly what we injected.
-        headers[route.header] = f"{route.prefix}<authgw redacted {token.fingerprint}>"
-        return
-    for name in (route.header, route.keep_inbound_as):
-        if name is not None and name in headers:
-            headers.set_all(name, [redacted(v, route.prefix) for v in headers.get_all(name)])
+class Masked(bytes):
+    """A header value sent as its bytes that reads as ``shown`` wherever it is decoded."""
+
+    shown: str
+
+    def __new__(cls, value: bytes, shown: str) -> Masked:
+        self = super().__new__(cls, value)
+        self.shown = shown
+        return self
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self.shown
+
+    def __repr__(self) -> str:
+        return repr(self.shown.encode())
 
 
 def redacted(value: str, prefix: str) -> str:
     """``Bearer <authgw redacted sha256:...>`` for ``Bearer <token>``."""
     sent, token = split_prefix(value, prefix)
     return f"{sent}<authgw redacted {fingerprint(token)}>"
+
+
+def _names(route: Route) -> frozenset[bytes]:
+    names = {route.header.lower().encode()}
+    if route.keep_inbound_as is not None:
+        names.add(route.keep_inbound_as.lower().encode())
+    return frozenset(names)
+
+
+def mask(headers: http.Headers, route: Route, token: Token | None) -> None:
+    """Make the route's credential headers read as placeholders; the wire keeps them."""
+    names = _names(route)
+    injected = (route.prefix + token.value).encode() if token is not None else None
+    fields = []
+    for name, value in headers.fields:
+        if name.lower() in names and not isinstance(value, Masked):
+            if value == injected and token is not None:
+                shown = f"{route.prefix}<authgw redacted {token.fingerprint}>"
+            else:
+                shown = redacted(value.decode("utf-8", "surrogateescape"), route.prefix)
+            value = Masked(value, shown)
+        fields.append((name, value))
+    headers.fields = tuple(fields)
+
+
+def redact(flow: http.HTTPFlow, state: FlowState | None) -> None:
+    """Replace the credentials of a routed flow by their placeholders, for good, once."""
+    if state is None or state.route is None or state.redacted:
+        return
+    state.redacted = True
+    headers, names = flow.request.headers, _names(state.route)
+    fields = []
+    for name, value in headers.fields:
+        if name.lower() in names:
+            shown = value.shown if isinstance(value, Masked) else None
+            if shown is None:
+                shown = redacted(value.decode("utf-8", "surrogateescape"), state.route.prefix)
+            value = shown.encode("utf-8", "surrogateescape")
+        fields.append((name, value))
+    headers.fields = tuple(fields)

@@ -1,0 +1,23 @@
+"""What the gateway decided for one flow, kept from its request until its response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authgw.cache import CacheKey
+from authgw.config import Route
+from authgw.flowlog import FlowRecord
+from authgw.tokens import Token
+
+
+@dataclass
+class FlowState:
+    """What the gateway decided for one flow, kept until its response."""
+
+    record: FlowRecord
+    target: tuple[str, str, int] | None = None  # (scheme, host, port) the token was chosen for
+    route: Route | None = None
+    key: CacheKey | None = None
+    token: Token | None = None
+    headers_before: tuple[tuple[bytes, bytes], ...] = ()
+    redacted: bool = False

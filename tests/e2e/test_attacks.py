@@ -1,0 +1,412 @@
+"""A client that controls every header, the SNI and the bytes after CONNECT, against a
+real mitmdump: a token reaches only the hosts its route names, and nothing walks around
+`unmatched: reject` or `verify.enforce`.
+
+One gateway is shared (`unmatched: reject`): `api` (plain http, a static token),
+`tls_api` (https, a static token; its upstream records the SNI it was asked for),
+`enforced` and `enforced_tls` (verify routes with `enforce: true`), and an upstream no
+route names. Each test checks what the upstream received, not only what the client saw.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authgw.hosts import parse_host_port
+from scripts.gencerts import CertPaths
+from tests.e2e import conftest
+from tests.e2e.clients import Response, proxy_request
+from tests.e2e.harness import Gateway, GatewayFactory
+from tests.e2e.helpers import bearer_token, new_secret, raw_request
+from tests.e2e.upstreams import Upstream, server_tls_context
+
+pytestmark = pytest.mark.e2e
+
+STATIC = "attack-static-token-" + new_secret()[:24]
+VERIFY_SECRET = new_secret()
+IP_SPELLINGS = ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "[::ffff:127.0.0.1]"]
+
+
+@dataclass
+class Lab:
+    factory: GatewayFactory
+    gateway: Gateway
+    up: dict[str, Upstream]
+    sni: list[str | None] = field(default_factory=list)  # what the TLS upstreams were asked
+
+    @property
+    def port(self) -> int:
+        return self.gateway.port
+
+    def assert_untouched(self, *names: str) -> None:
+        got = {n: self.up[n].count for n in names if self.up[n].count}
+        assert not got, f"requests reached {got}"
+
+
+def _recording_tls(certs: CertPaths, seen: list[str | None]) -> ssl.SSLContext:
+    context = server_tls_context(certs)
+    context.sni_callback = lambda _sock, name, _ctx: seen.append(name)  # type: ignore[assignment,return-value]
+    return context
+
+
+def routes_config(up: dict[str, Upstream]) -> str:
+    verify = {"secret": {"env": "ATTACK_VERIFY"}, "enforce": True}
+    static = {"type": "static", "value": {"env": "ATTACK_STATIC"}}
+    routes = [
+        {"name": "api", "hosts": [f"127.0.0.1:{up['api'].port}"], "token": static},
+        {
+            "name": "tls_api",
+            "hosts": [f"localhost:{up['tls'].port}", f"127.0.0.1:{up['tls'].port}"],
+            "token": static,
+        },
+        {"name": "enforced", "hosts": [f"127.0.0.1:{up['enforced'].port}"], "verify": verify},
+        {
+            "name": "enforced_tls",
+            "hosts": [f"127.0.0.1:{up['enforced_tls'].port}"],
+            "verify": verify,
+        },
+    ]
+    return json.dumps({"version": 1, "unmatched": "reject", "routes": routes})
+
+
+@pytest.fixture(scope="module")
+def lab_(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> Iterator[Lab]:
+    seen: list[str | None] = []
+    up = {
+        "api": Upstream(),
+        "tls": Upstream(tls=_recording_tls(certs, seen)),
+        "enforced": Upstream(),
+        "enforced_tls": Upstream(tls=_recording_tls(certs, seen)),
+        "unrouted": Upstream(),
+    }
+    for server in up.values():
+        server.start()
+    factory = GatewayFactory(tmp_path_factory.mktemp("attacks"), upstream_ca=certs.ca_cert)
+    try:
+        gateway = factory.start(
+            routes_config(up), env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET}
+        )
+        yield Lab(factory, gateway, up, seen)
+    finally:
+        factory.stop_all()
+        for server in up.values():
+            server.stop()
+
+
+@pytest.fixture
+def lab(lab_: Lab, request: pytest.FixtureRequest) -> Lab:
+    for server in lab_.up.values():
+        server.reset()
+    lab_.sni.clear()
+    request.node.stash[conftest._FACTORY_KEY] = lab_.factory
+    return lab_
+
+
+def tunnel(port: int, target: str) -> tuple[socket.socket, bytes]:
+    """A CONNECT to `target` through the proxy: (socket, the proxy's answer head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
+def closed_without_answer(sock: socket.socket) -> bool:
+    """True if the peer closes (or resets) without sending a byte."""
+    try:
+        return sock.recv(4096) == b""
+    except (ConnectionResetError, ssl.SSLError, ssl.SSLEOFError):
+        return True
+
+
+def curl(lab: Lab, *args: str) -> tuple[int, str]:
+    """curl through the gateway, trusting its CA: (HTTP status, stdout)."""
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-x",
+            f"http://127.0.0.1:{lab.port}",
+            "--cacert",
+            str(lab.gateway.ca_cert_path),
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status or 0), body
+
+
+# --------------------------------------------------------------- 1. raw-TCP bypass
+
+
+def test_raw_bytes_after_connect_never_reach_an_enforce_route(lab: Lab) -> None:
+    target = f"127.0.0.1:{lab.up['enforced'].port}"
+    sock, head = tunnel(lab.port, target)
+    with sock:
+        assert b" 200 " in head.split(b"\r\n")[0]  # a routed host: the tunnel opens
+        # A leading CRLF makes mitmproxy fall back to raw TCP (rawtcp is on by default).
+        sock.sendall(
+            f"\r\nGET /forged HTTP/1.1\r\nHost: {target}\r\nX-Orig-Auth: forged\r\n\r\n".encode()
+        )
+        assert closed_without_answer(sock)
+    lab.assert_untouched("enforced")
+    assert "closed a raw TCP connection" in lab.gateway.output
+
+
+def test_non_http_inside_tls_without_alpn_never_reaches_an_enforce_route(lab: Lab) -> None:
+    sock, head = tunnel(lab.port, f"127.0.0.1:{lab.up['enforced_tls'].port}")
+    context = ssl.create_default_context(cafile=str(lab.gateway.ca_cert_path))
+    with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:  # no ALPN offered
+        tls.sendall(b"\r\nGET /forged HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert closed_without_answer(tls)
+    lab.assert_untouched("enforced_tls")
+
+
+def test_connect_to_an_unrouted_host_is_403_before_a_tunnel(lab: Lab) -> None:
+    sock, head = tunnel(lab.port, f"127.0.0.1:{lab.up['unrouted'].port}")
+    with sock:
+        assert head.startswith(b"HTTP/1.1 403")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    lab.assert_untouched("unrouted")
+
+
+def test_an_ignored_host_is_closed_not_passed_through(
+    lab: Lab, gateway_factory: GatewayFactory
+) -> None:
+    port = lab.up["enforced"].port
+    gateway = gateway_factory(
+        routes_config(lab.up),
+        env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET},
+        extra_args=["--set", f"ignore_hosts=^127\\.0\\.0\\.1:{port}$"],
+    )
+    assert "ignore_hosts keeps mitmproxy from intercepting route enforced" in gateway.output
+    sock, head = tunnel(gateway.port, f"127.0.0.1:{port}")
+    with sock:
+        assert b" 200 " in head.split(b"\r\n")[0]
+        sock.sendall(f"GET /passthrough HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert closed_without_answer(sock)
+    lab.assert_untouched("enforced")
+
+
+# ------------------------------------------------------ 2. the host the client picks
+
+
+def assert_421(resp: Response) -> None:
+    assert resp.status == 421, resp.text
+    assert resp.header("X-Authgw-Error") == "host_mismatch"
+    assert STATIC not in resp.text
+
+
+def test_a_host_header_naming_another_virtual_host_is_421(lab: Lab) -> None:
+    url = f"http://127.0.0.1:{lab.up['api'].port}/vhost"
+    assert_421(proxy_request(lab.port, "GET", url, {"Host": "tenant-b.example"}))
+    lab.assert_untouched("api")
+    ok = proxy_request(lab.port, "GET", url)
+    assert ok.status == 200 and bearer_token(lab.up["api"].last.header("Authorization")) == STATIC
+
+
+def test_an_inner_host_header_in_a_tunnel_is_421(lab: Lab) -> None:
+    url = f"https://127.0.0.1:{lab.up['tls'].port}/inner"
+    ca = lab.gateway.ca_cert_path
+    assert_421(proxy_request(lab.port, "GET", url, {"Host": "tenant-b.example"}, ca_file=ca))
+    lab.assert_untouched("tls")
+
+
+def test_http2_authority_naming_another_host_is_421(lab: Lab) -> None:
+    url = f"https://localhost:{lab.up['tls'].port}/h2"
+    status, body = curl(lab, "--http2", "-H", "Host: tenant-b.example", url)
+    assert status == 421 and "host does not match the route" in body
+    lab.assert_untouched("tls")
+
+
+def test_http2_and_grpc_style_posts_carry_the_token_to_the_routed_host(
+    lab: Lab, tmp_path: Path
+) -> None:
+    url = f"https://localhost:{lab.up['tls'].port}"
+    status, _ = curl(lab, "--http2", f"{url}/h2-get")
+    assert status == 200
+    message = tmp_path / "message.bin"
+    message.write_bytes(b"\x00\x00\x00\x00\x02hi")  # a gRPC length-prefixed message
+    status, _ = curl(
+        lab,
+        "--http2",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        f"@{message}",
+        f"{url}/pkg.Svc/Call",
+    )
+    assert status == 200
+    got = lab.up["tls"].requests
+    assert [r.path for r in got] == ["/h2-get", "/pkg.Svc/Call"]
+    assert {bearer_token(r.header("Authorization")) for r in got} == {STATIC}
+    assert {r.header("Host") for r in got} == {f"localhost:{lab.up['tls'].port}"}
+    assert got[1].header("content-type") == "application/grpc"
+
+
+def test_an_sni_naming_another_host_is_421(lab: Lab) -> None:
+    port = lab.up["tls"].port
+    sock, head = tunnel(lab.port, f"127.0.0.1:{port}")
+    context = ssl.create_default_context(cafile=str(lab.gateway.ca_cert_path))
+    context.check_hostname = False  # mitmproxy's certificate names the SNI we chose
+    with context.wrap_socket(sock, server_hostname="evil.test") as tls:
+        tls.sendall(
+            f"GET /sni HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 421"), answer[:200]
+    assert b"X-Authgw-Error: host_mismatch" in answer
+    lab.assert_untouched("tls")
+
+
+def test_curl_connect_to_another_name_is_421(lab: Lab) -> None:
+    port = lab.up["tls"].port
+    status, _ = curl(
+        lab, "--connect-to", f"evil.test:{port}:127.0.0.1:{port}", f"https://evil.test:{port}/"
+    )
+    assert status == 421
+    lab.assert_untouched("tls")
+
+
+def test_an_absolute_form_target_in_reverse_mode_is_421(
+    lab: Lab, gateway_factory: GatewayFactory
+) -> None:
+    api = lab.up["api"]
+    gateway = gateway_factory(
+        routes_config(lab.up),
+        env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET},
+        extra_args=["--mode", f"reverse:http://127.0.0.1:{api.port}"],
+    )
+    head = f"GET http://evil.example/abs HTTP/1.1\r\nHost: 127.0.0.1:{api.port}".encode()
+    assert_421(raw_request(gateway.port, head))
+    lab.assert_untouched("api")
+    bad = raw_request(gateway.port, b"GET /x HTTP/1.1\r\nHost: h\r\nX-Upstream-Host: localhost..")
+    assert bad.status == 400
+    ok = raw_request(gateway.port, f"GET /ok HTTP/1.1\r\nHost: 127.0.0.1:{api.port}".encode())
+    assert ok.status == 200 and bearer_token(api.last.header("Authorization")) == STATIC
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    host=st.one_of(
+        st.sampled_from(["127.0.0.1", "127.1", "localhost", "tenant-b", "127.0.0.1.", "[::1]"]),
+        st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True),
+    ),
+    port=st.sampled_from(["", ":{port}", ":1", ":80"]),
+)
+def test_whatever_host_a_client_names_the_upstream_sees_the_routed_host_or_nothing(
+    lab_: Lab, host: str, port: str
+) -> None:
+    api = lab_.up["api"]
+    api.reset()
+    named = host + port.format(port=api.port)
+    resp = raw_request(
+        lab_.port, f"GET http://127.0.0.1:{api.port}/p HTTP/1.1\r\nHost: {named}".encode()
+    )
+    if 400 <= resp.status < 500:
+        assert api.count == 0
+        return
+    assert resp.status == 200
+    seen, _ = parse_host_port(api.last.header("Host") or "")
+    assert seen == "127.0.0.1"  # as an address: 127.1 is 127.0.0.1
+
+
+# ---------------------------------------------------------- 3. addresses, not text
+
+
+@pytest.mark.parametrize("spelling", IP_SPELLINGS)
+def test_an_ip_literal_in_any_spelling_meets_the_enforce_route(lab: Lab, spelling: str) -> None:
+    port = lab.up["enforced"].port
+    head = f"GET http://{spelling}:{port}/ip HTTP/1.1\r\nHost: {spelling}:{port}".encode()
+    resp = raw_request(lab.port, head)
+    assert resp.status == 401, (spelling, resp.status, resp.text)
+    lab.assert_untouched("enforced")
+
+
+# ------------------------------------------------------ 4. config errors and warnings
+
+
+DUPLICATE = "dup-literal-token-" + new_secret()[:20]
+
+
+def duplicate_value_config() -> str:
+    return (
+        "version: 1\nroutes:\n  - name: g\n    hosts: [g.example]\n    token:\n"
+        f"      type: static\n      value: {DUPLICATE}-a\n      value: {DUPLICATE}-b\n"
+    )
+
+
+def test_config_errors_quote_no_value_at_start_and_in_check(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    returncode, output = gateway_factory.run_to_exit(duplicate_value_config())
+    assert returncode != 0 and "a key appears twice in one mapping" in output
+    assert DUPLICATE not in output
+    config = tmp_path / "gateway.yaml"
+    config.write_text(duplicate_value_config())
+    done = subprocess.run(
+        [sys.executable, "-m", "authgw.cli", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1 and DUPLICATE not in done.stdout + done.stderr
+    assert "gateway.yaml:" in done.stderr
+
+
+def test_proxy_debug_is_warned_about(lab: Lab, gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(
+        routes_config(lab.up),
+        env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET},
+        extra_args=["--set", "proxy_debug=true"],
+    )
+    assert "proxy_debug is on" in gateway.output
+
+
+@pytest.mark.parametrize("strategy", ["lazy", "eager"])
+def test_the_token_reaches_the_routed_host_with_either_connection_strategy(
+    lab: Lab, gateway_factory: GatewayFactory, strategy: str
+) -> None:
+    gateway = gateway_factory(
+        routes_config(lab.up),
+        env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET},
+        extra_args=["--set", f"connection_strategy={strategy}"],
+    )
+    url = f"https://localhost:{lab.up['tls'].port}/{strategy}"
+    resp = proxy_request(gateway.port, "GET", url, ca_file=gateway.ca_cert_path)
+    assert resp.status == 200
+    assert bearer_token(lab.up["tls"].last.header("Authorization")) == STATIC
+    assert lab.sni == ["localhost"]
+    sock, head = tunnel(gateway.port, f"127.0.0.1:{lab.up['unrouted'].port}")
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 403")

@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,52 @@ def _recording_tls(certs: CertPaths, seen: list[str | None]) -> ssl.SSLContext:
     return context
 
 
+class RawRecorder:
+    """A TLS server that records every byte it receives (no HTTP parsing), for the raw
+    relays the proxy must never make."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        self._tls = tls
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.received = bytearray()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            with self._tls.wrap_socket(conn, server_side=True) as tls:
+                while data := tls.recv(65536):
+                    with self._lock:
+                        self.received += data
+        except (OSError, ssl.SSLError):
+            pass
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.received)
+
+    def start(self) -> RawRecorder:
+        return self
+
+    def stop(self) -> None:
+        self._sock.close()
+
+
 def routes_config(up: dict[str, Upstream]) -> str:
     verify = {"secret": {"env": "ATTACK_VERIFY"}, "enforce": True}
     static = {"type": "static", "value": {"env": "ATTACK_STATIC"}}
@@ -87,7 +134,7 @@ def lab_(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> Iterator
         "api": Upstream(),
         "tls": Upstream(tls=_recording_tls(certs, seen)),
         "enforced": Upstream(),
-        "enforced_tls": Upstream(tls=_recording_tls(certs, seen)),
+        "enforced_tls": RawRecorder(server_tls_context(certs)),  # type: ignore[dict-item]
         "unrouted": Upstream(),
     }
     for server in up.values():

@@ -41,6 +41,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -196,7 +197,10 @@ def cli(*args: str, env: Mapping[str, str], cwd: Path, stdin: str = "") -> CliRu
 
 
 def start_gateway(
-    factory: GatewayFactory, config: dict[str, Any], env: Mapping[str, str | None]
+    factory: GatewayFactory,
+    config: dict[str, Any],
+    env: Mapping[str, str | None],
+    extra_args: list[str] = (),  # type: ignore[assignment]
 ) -> tuple[Gateway, int]:
     """Start the audited gateway with metrics on a free loopback port: (gateway, port).
 
@@ -206,7 +210,8 @@ def start_gateway(
         port = closed_loopback_port()
         config["metrics"] = f"127.0.0.1:{port}"
         try:
-            return factory.start(json.dumps(config, indent=2), env=env, extra_args=VERBOSE), port
+            args = [*VERBOSE, *extra_args]
+            return factory.start(json.dumps(config, indent=2), env=env, extra_args=args), port
         except GatewayError as e:
             if "cannot listen" not in str(e) or attempt == 2:
                 raise
@@ -330,7 +335,8 @@ def test_no_secret_or_token_appears_in_any_output(
         "AUDIT_VERIFY": verify_secret,
         "AUDIT_STATIC": static_value,
     }
-    gateway, metrics_port = start_gateway(gateway_factory, config, env)
+    saved = tmp_path / "flows.mitm"  # -w: every flow, the last one written at shutdown
+    gateway, metrics_port = start_gateway(gateway_factory, config, env, ["-w", str(saved)])
     assert gateway.config_path is not None
     flowlog = Path(config["flowlog"])
 
@@ -501,8 +507,34 @@ def test_no_secret_or_token_appears_in_any_output(
     said_differ = "DRIFT: 2 different secrets" in runs["drift env/file/config (differ)"].stdout
     assert said_differ, "drift did not see the drifted secret"
 
+    # ------------------------------------------------------------------ config errors
+    dup = creds.add("literal token given twice in a broken config", "dup-" + new_secret())
+    broken = (
+        "version: 1\nroutes:\n  - name: g\n    hosts: [g.example]\n    token:\n"
+        f"      type: static\n      value: {dup}-a\n      value: {dup}-b\n"
+    )
+    broken_file = tmp_path / "broken.yaml"
+    broken_file.write_text(broken, encoding="utf-8")
+    start_code, start_output = gateway_factory.run_to_exit(broken, env=env)
+    broken_check = cli("check", "-c", str(broken_file), env=cli_env, cwd=tmp_path)
+    assert (start_code != 0, broken_check.returncode) == (True, 1)
+    good_config = gateway.config_path.read_text(encoding="utf-8")
+    replace_file(gateway.config_path, broken)  # the running gateway refuses it on reload
+    gateway.wait_for_output(r"the new config is invalid; the running config stays", timeout=10)
+    replace_file(gateway.config_path, good_config)
+    gateway.wait_for_output(r"authgw: reloaded ", timeout=10)
+
+    # ------------------------------------------------------------------ one flow in flight
+    ups["hmac_env"].delay(30, "/inflight")
+    in_flight = threading.Thread(
+        target=lambda: _ignore_errors(lambda: send("hmac_env", "/inflight", mine)), daemon=True
+    )
+    in_flight.start()
+    ups["hmac_env"].wait_for_count(len(ups["hmac_env"].requests) + 1, timeout=10)
+    creds.harvest(ups)
+
     # ------------------------------------------------------------------ the search
-    gateway_factory.stop_all()  # everything mitmdump prints, up to its exit
+    gateway_factory.stop_all()  # everything mitmdump prints, up to its exit; -w written
     creds.harvest(ups)
     texts = {
         "mitmdump output": gateway.output,
@@ -510,6 +542,10 @@ def test_no_secret_or_token_appears_in_any_output(
         "/status before reload": status_before,
         "/status after reload": status_after,
         "/metrics": metrics,
+        "-w file (a flow in flight at shutdown)": saved.read_bytes().decode("latin-1"),
+        "mitmdump start-up error (broken config)": start_output,
+        "`authgw check` stdout (broken config)": broken_check.stdout,
+        "`authgw check` stderr (broken config)": broken_check.stderr,
     }
     for label, run in runs.items():
         if label != PRINTED:
@@ -520,9 +556,18 @@ def test_no_secret_or_token_appears_in_any_output(
     has_headers = "<authgw redacted sha256:" in texts["mitmdump output"]
     has_debug = "transports closed!" in texts["mitmdump output"]  # a debug-level line
     assert has_headers and has_debug, "mitmdump printed no flow_detail headers or debug lines"
-    assert len(read_flowlog(flowlog)) == 16
+    assert len(read_flowlog(flowlog)) in (16, 17)  # the flow in flight may be logged
+    assert "/inflight" in texts["-w file (a flow in flight at shutdown)"], "no in-flight flow"
 
     found = search(texts, creds.labels)
     sizes = "\n".join(f"  {name}: {len(text)} bytes" for name, text in texts.items())
     listing = "\n".join(leak.describe(creds.labels[leak.credential]) for leak in found)
     assert not found, f"credentials shown:\n{listing}\noutputs searched:\n{sizes}"
+
+
+def _ignore_errors(call: Any) -> None:
+    """Run `call`; the gateway's shutdown may end it with a connection error."""
+    try:
+        call()
+    except OSError:
+        pass

@@ -81,7 +81,9 @@ def test_calls_are_logged_without_the_token(
     assert capfd.readouterr().err == ""  # http.server's access log is silenced
 
 
-def test_serve_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def test_serve_prints_the_environment_and_stops_on_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen(
         [sys.executable, "-c", "from authgw.emulator import serve; serve(port=0)"],
@@ -92,19 +94,29 @@ def test_serve_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(7)]
+        lines = [process.stdout.readline().strip() for _ in range(8)]
         settings = dict(line.split("=", 1) for line in lines if "=" in line and "#" not in line)
         assert set(settings) == {
             "AWS_ENDPOINT_URL_STS",
             "AWS_REGION",
+            "AWS_DEFAULT_REGION",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
         }
-        assert settings["AWS_REGION"] == "us-east-1"
+        assert settings["AWS_REGION"] == settings["AWS_DEFAULT_REGION"] == "us-east-1"
         url = settings["AWS_ENDPOINT_URL_STS"]
         assert url.startswith("http://127.0.0.1:") and url in lines[0]
         status, body = http("GET", url + "/.well-known/openid-configuration")
         assert status == 200 and json.loads(body)["issuer"] == url
+        # Plain boto3 with exactly the printed variables (bare_aws_env cleared the rest).
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        import boto3
+
+        token = boto3.client("sts").get_web_identity_token(
+            Audience=["https://printed.example"], SigningAlgorithm="RS256"
+        )["WebIdentityToken"]
+        assert jwt.get_unverified_header(token)["alg"] == "RS256"
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
     finally:

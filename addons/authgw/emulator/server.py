@@ -334,6 +334,7 @@ def serve(host: str = "127.0.0.1", port: int = 8090) -> None:
             "# point boto3 / the AWS CLI at it with these environment variables:",
             f"AWS_ENDPOINT_URL_STS={sts.url}",
             f"AWS_REGION={DEMO_REGION}",
+            f"AWS_DEFAULT_REGION={DEMO_REGION}",  # what boto3 itself reads
             f"AWS_ACCESS_KEY_ID={DEMO_ACCESS_KEY_ID}",
             f"AWS_SECRET_ACCESS_KEY={DEMO_SECRET_ACCESS_KEY}",
         ]

@@ -30,6 +30,8 @@ class Faults:
         self._fault: Fault | None = None
         self._latency = 0.0
         self._skew = 0.0
+        self.gate = threading.Event()  # cleared: calls wait until it is set again
+        self.gate.set()
 
     def fail_with(self, code: str, times: int | None, message: str) -> None:
         """Answer the next ``times`` calls (all if None) with ``code`` and ``message``."""
@@ -65,6 +67,7 @@ class Faults:
             self._fault = None
             self._latency = 0.0
             self._skew = 0.0
+            self.gate.set()
 
     def take(self) -> Fault | None:
         """The fault to answer this call with, if any; counts the call against ``times``."""

@@ -169,6 +169,13 @@ class StsEmulator:
         """Wait ``seconds`` before answering each GetWebIdentityToken call."""
         self._faults.set_latency(seconds)
 
+    def hold(self) -> None:
+        """Hold every GetWebIdentityToken answer until ``release()`` (tests count who waits)."""
+        self._faults.gate.clear()
+
+    def release(self) -> None:
+        self._faults.gate.set()
+
     def set_clock_skew(self, seconds: float) -> None:
         """Issue tokens as if this STS's clock ran ``seconds`` behind: they arrive with that
         much less of their life left (a source whose tokens come back near expiry)."""

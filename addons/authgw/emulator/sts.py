@@ -153,6 +153,9 @@ class StsService:
             latency = self._faults.latency
             if latency and self._stopping.wait(latency):
                 raise _StsError("ServiceUnavailable", "The emulator is shutting down.")
+            while not self._faults.gate.wait(0.05):  # held: answer once released
+                if self._stopping.is_set():
+                    raise _StsError("ServiceUnavailable", "The emulator is shutting down.")
             fault = self._faults.take()
             if fault is not None:
                 raise _StsError(fault.code, fault.message)

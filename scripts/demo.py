@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import sys
 import tempfile
 import textwrap
@@ -30,6 +29,7 @@ import jwt
 
 # Run as `python scripts/demo.py`: scripts/ is on sys.path (not the repository root).
 from launcher import LOOPBACK_ANY_PORT, LaunchError, Mitmdump
+from loopback import free_port, get_text
 
 from authgw import cli
 from authgw.cli import mitmdump_argv
@@ -116,20 +116,8 @@ def _echo(line: str) -> None:
     sys.stdout.write(f"  mitmdump | {line}\n")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def scrape(port: int) -> list[str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
+    text = get_text(port, "/metrics")
     keep = (
         "authgw_requests_total",
         "authgw_token_fetch_total",

@@ -27,7 +27,7 @@ def masked_flow() -> tuple[object, FlowState]:
     f = tflow.tflow(req=tutils.treq(host="api.example", port=443, scheme=b"https"))
     f.request.headers["Authorization"] = f"Bearer {TOKEN.value}"
     f.request.headers["X-Client-Authorization"] = f"Bearer {CLIENT}"
-    mask(f.request.headers, ROUTE, TOKEN)
+    mask(f.request.headers, ROUTE)
     return f, FlowState(FlowRecord(), route=ROUTE, token=TOKEN)
 
 

@@ -10,19 +10,26 @@ A missing port stands for the request's port; case and one trailing dot do not m
 
 from __future__ import annotations
 
+import functools
+
 from mitmproxy import http
 
 from authgw.config import Route
-from authgw.hosts import normalize_host, parse_host_port
+from authgw.hosts import HostPattern, normalize_host, parse_host_port
 
 
 def _covered(route: Route, text: str, port: int) -> bool:
+    return _covered_by(route.hosts, text, port)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every request's Host: parsing is not free
+def _covered_by(patterns: tuple[HostPattern, ...], text: str, port: int) -> bool:
     try:
         host, named_port = parse_host_port(text)
     except ValueError:
         return False
     named = named_port if named_port is not None else port
-    return any(p.matches(host, named) for p in route.hosts)
+    return any(p.matches(host, named) for p in patterns)
 
 
 def upstream_sni(flow: http.HTTPFlow) -> str | None:

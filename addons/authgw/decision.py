@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -25,7 +25,7 @@ from authgw.config import Config, Route
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics
-from authgw.redaction import mask
+from authgw.redaction import mask, masked, masked_token
 from authgw.runtime import Runtime
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
 from authgw.verify import Verdict, VerifyError
@@ -279,8 +279,8 @@ class Decider:
         )
 
     def _decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
-        if state.route is not None and flow.response is None:
-            mask(flow.request.headers, state.route, state.token)
+        if state.route is not None and state.token is None and flow.response is None:
+            mask(flow.request.headers, state.route)  # a token we injected is masked already
         if count:
             self.metrics.child(
                 self.metrics.requests, state.record.route or NO_ROUTE, state.record.action
@@ -356,15 +356,26 @@ def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
 
 
 def _rewrite_headers(headers: http.Headers, route: Route, token: Token, record: FlowRecord) -> None:
-    inbound: Sequence[str] = headers.get_all(route.header)
-    if route.keep_inbound_as is not None:
-        # The client's own copy of that header is dropped: only the moved value may be there.
-        if route.keep_inbound_as in headers:
-            del headers[route.keep_inbound_as]
+    """The route's header carries the token; what the client sent there is dropped, or
+    moved under ``keep-as:`` (whose own copy from the client is dropped: only the moved
+    value may be there). One pass over the fields; every credential is masked."""
+    name = route.header.lower().encode()
+    keep = route.keep_inbound_as
+    keep_name = keep.lower().encode() if keep is not None else None
+    fields: list[tuple[bytes, bytes]] = []
+    inbound: list[bytes] = []
+    for k, v in headers.fields:
+        lowered = k.lower()
+        if lowered == name:
+            inbound.append(v)
+        elif lowered != keep_name:
+            fields.append((k, v))
+    if keep is not None:
         if inbound:
-            headers.set_all(route.keep_inbound_as, list(inbound))
-            record.headers_set.append(route.keep_inbound_as)
+            fields.extend((keep.encode(), masked(bytes(v), route.prefix)) for v in inbound)
+            record.headers_set.append(keep)
     elif inbound:
         record.headers_removed.append(route.header)
-    headers[route.header] = route.prefix + token.value
+    fields.append((route.header.encode(), masked_token(route, token)))
     record.headers_set.append(route.header)
+    headers.fields = tuple(fields)

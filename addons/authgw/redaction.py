@@ -46,6 +46,17 @@ def redacted(value: str, prefix: str) -> str:
     return f"{sent}<authgw redacted {fingerprint(token)}>"
 
 
+def masked_token(route: Route, token: Token) -> Masked:
+    """The route's header value for ``token``, masked."""
+    value = (route.prefix + token.value).encode("utf-8", "surrogateescape")
+    return Masked(value, f"{route.prefix}<authgw redacted {token.fingerprint}>")
+
+
+def masked(value: bytes, prefix: str) -> Masked:
+    """A client's credential header value, masked."""
+    return Masked(value, redacted(value.decode("utf-8", "surrogateescape"), prefix))
+
+
 def _names(route: Route) -> frozenset[bytes]:
     names = {route.header.lower().encode()}
     if route.keep_inbound_as is not None:
@@ -53,20 +64,15 @@ def _names(route: Route) -> frozenset[bytes]:
     return frozenset(names)
 
 
-def mask(headers: http.Headers, route: Route, token: Token | None) -> None:
+def mask(headers: http.Headers, route: Route) -> None:
     """Make the route's credential headers read as placeholders; the wire keeps them."""
     names = _names(route)
-    injected = (route.prefix + token.value).encode() if token is not None else None
-    fields = []
-    for name, value in headers.fields:
-        if name.lower() in names and not isinstance(value, Masked):
-            if value == injected and token is not None:
-                shown = f"{route.prefix}<authgw redacted {token.fingerprint}>"
-            else:
-                shown = redacted(value.decode("utf-8", "surrogateescape"), route.prefix)
-            value = Masked(value, shown)
-        fields.append((name, value))
-    headers.fields = tuple(fields)
+    headers.fields = tuple(
+        (name, masked(value, route.prefix))
+        if name.lower() in names and not isinstance(value, Masked)
+        else (name, value)
+        for name, value in headers.fields
+    )
 
 
 def redact(flow: http.HTTPFlow, state: FlowState | None) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
+from loopback import get_text
 
 from authgw.emulator import StsEmulator
 
@@ -112,13 +113,6 @@ def gateway_config(port: int) -> str:
         """)
 
 
-def free_port() -> int:
-    """A loopback port free now (for a listener the child opens itself)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def mitmdump(args: Sequence[str], env: dict[str, str], cwd: str) -> Mitmdump:
     """A started mitmdump on a free loopback port; its output is kept, not shown."""
     argv = [*MITMDUMP, "--set", "flow_detail=0", *LOOPBACK_ANY_PORT, *args]
@@ -169,12 +163,7 @@ def status_kib(pid: int, field: str) -> int:
 
 def metric(port: int, name: str, **labels: str) -> float:
     """The sum of the /metrics samples called `name` whose labels include `labels`; 0 if none."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
+    text = get_text(port, "/metrics")
     wanted = [f'{k}="{v}"' for k, v in labels.items()]
     total = 0.0
     for line in text.splitlines():

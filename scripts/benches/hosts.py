@@ -17,11 +17,11 @@ from benches.common import (
     Upstream,
     child_env,
     drive_each,
-    free_port,
     metric,
     mitmdump,
     status_kib,
 )
+from loopback import free_port
 
 from authgw.cli import addon_script
 

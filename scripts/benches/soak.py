@@ -14,7 +14,6 @@ from benches.common import (
     Row,
     child_env,
     emulator_calls,
-    free_port,
     metric,
     mitmdump,
     status_kib,
@@ -22,6 +21,7 @@ from benches.common import (
     until_served,
     upstream,
 )
+from loopback import free_port
 
 from authgw.cli import addon_script
 

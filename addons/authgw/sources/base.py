@@ -40,6 +40,24 @@ class TokenSource(Protocol):
         """Status fields: source kind, where the secret lives, its fingerprint."""
 
 
+class SecretBacked:
+    """A source made from one secret (hmac: the key; static: the token itself)."""
+
+    def __init__(
+        self,
+        route: str,
+        config: Any,
+        secret: SecretRef,
+        *,
+        clock: Clock = time.time,
+        reader: SecretReader | None = None,
+    ) -> None:
+        self.route = route
+        self.config = config
+        self._clock = clock
+        self.secret = reader or SecretReader(secret)
+
+
 class SecretReader:
     """Reads a secret from env, file or a literal; re-reads a file when it changes.
 

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 
 from authgw.config import HmacTokenConfig
-from authgw.sources.base import Clock, SecretReader
+from authgw.sources.base import Clock, SecretBacked, SecretReader
 from authgw.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -19,8 +19,9 @@ logger = logging.getLogger(__name__)
 _MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
-class HmacSource:
+class HmacSource(SecretBacked):
     kind = "hmac"
+    config: HmacTokenConfig
 
     def __init__(
         self,
@@ -30,10 +31,7 @@ class HmacSource:
         clock: Clock = time.time,
         reader: SecretReader | None = None,
     ) -> None:
-        self.route = route
-        self.config = config
-        self._clock = clock
-        self.secret = reader or SecretReader(config.secret)
+        super().__init__(route, config, config.secret, clock=clock, reader=reader)
         self._warned_short: str | None = None
 
     def check(self) -> None:

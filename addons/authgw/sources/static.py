@@ -7,12 +7,15 @@ from collections.abc import Hashable
 from typing import Any
 
 from authgw.config import StaticTokenConfig
-from authgw.sources.base import Clock, SecretReader
+from authgw.sources.base import Clock, SecretBacked, SecretReader
 from authgw.tokens import ExpiredToken, Token, TokenUnavailable, token_from_jwt
 
 
-class StaticSource:
+class StaticSource(SecretBacked):
+    """The token is the secret: read where it lives, checked, and its JWT expiry kept."""
+
     kind = "static"
+    config: StaticTokenConfig
 
     def __init__(
         self,
@@ -22,20 +25,17 @@ class StaticSource:
         clock: Clock = time.time,
         reader: SecretReader | None = None,
     ) -> None:
-        self.route = route
-        self.config = config
-        self._clock = clock
-        self.value = reader or SecretReader(config.value)
+        super().__init__(route, config, config.value, clock=clock, reader=reader)
 
     def check(self) -> None:
-        self.value.read()
+        self.secret.read()
 
     def cache_params(self) -> Hashable:
-        return self.value.fingerprint()
+        return self.secret.fingerprint()
 
     def _token(self) -> Token:
         """The current value as a Token; ``TokenUnavailable`` if missing or not printable."""
-        raw = self.value.read()
+        raw = self.secret.read()
         try:
             text = raw.decode("ascii").strip()
         except UnicodeDecodeError:
@@ -44,7 +44,7 @@ class StaticSource:
             raise TokenUnavailable(
                 "invalid_token",
                 f"static token from {self.config.value.describe()} "
-                f"({self.value.fingerprint()}) is not a printable ASCII token",
+                f"({self.secret.fingerprint()}) is not a printable ASCII token",
             )
         return token_from_jwt(text, self.kind)
 
@@ -62,7 +62,7 @@ class StaticSource:
         info: dict[str, Any] = {
             "source": self.kind,
             "secret": self.config.value.describe(),
-            "secret_fingerprint": self.value.fingerprint_or_none(),
+            "secret_fingerprint": self.secret.fingerprint_or_none(),
         }
         try:
             expires_at = self._token().expires_at

@@ -139,7 +139,7 @@ def test_literal_secret_is_warned_and_kept_out_of_repr() -> None:
         ),
         (
             ("type: hmac", "type: hmac\n      lifetime: 5"),
-            "routes[0].token.lifetime: 5 is not above cache.min_ttl (10)",
+            "routes[0].token.lifetime: is not above cache.min_ttl",
             7,
         ),
         (
@@ -149,7 +149,7 @@ def test_literal_secret_is_warned_and_kept_out_of_repr() -> None:
         ),
         (
             ("type: hmac", "type: hmac\n      claims: {exp: 1}"),
-            "routes[0].token.claims: exp are set by lifetime and audience",
+            "routes[0].token.claims: exp are set by lifetime, audience and not_before",
             7,
         ),
         (

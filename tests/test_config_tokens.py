@@ -72,3 +72,17 @@ def test_refresh_ahead_below_the_life_is_not_warned() -> None:
         "version: 1\nroutes:\n  - {name: r, hosts: [h], token: {type: sts, audience: dynamic}}\n"
     )
     assert not [w for w in cfg.warnings if "refresh_ahead" in w]
+
+
+def test_hmac_typ_backdate_and_not_before() -> None:
+    route = "  - {name: r, hosts: [h], token: {type: hmac, secret: {env: S}, %s}}\n"
+    cfg = parse("version: 1\nroutes:\n" + route % "typ: null, backdate: 30, not_before: true")
+    token = cfg.routes[0].token
+    assert isinstance(token, config.HmacTokenConfig)
+    assert (token.typ, token.backdate, token.not_before) == (None, 30, True)
+    default = parse("version: 1\nroutes:\n" + route % "kid: none").routes[0].token
+    assert isinstance(default, config.HmacTokenConfig)
+    assert (default.typ, default.backdate, default.not_before) == ("JWT", 0, False)
+    assert "routes[0].token.backdate: is out of range" in str(
+        error("version: 1\nroutes:\n" + route % "backdate: -1")
+    )

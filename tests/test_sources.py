@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,67 @@ def hmac_source(
     return HmacSource("status_dashboard", cfg, clock=clock or FakeClock())
 
 
+# The CloudMon reporter (Rust `jwt` crate 0.16, `sign_with_key`, header {"alg":"HS256"}),
+# compiled and run for this secret and these claims, sent exactly this.
+REPORTER_SECRET = "your-shared-secret"
+REPORTER_TOKEN = (
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdGFja21vbiI6ImR1bW15In0.IPRWBIAYhFnpPcvVXtrRNd-mKrjsSY3uKkFds8WcLQs"
+)
+
+
+def reporter_source(monkeypatch: pytest.MonkeyPatch, claims: dict[str, object]) -> HmacSource:
+    monkeypatch.setenv("MP_STATUS_DASHBOARD__SECRET", REPORTER_SECRET)
+    cfg = HmacTokenConfig(
+        secret=SecretRef(kind="env", name="MP_STATUS_DASHBOARD__SECRET"),
+        claims=claims,
+        kid="none",
+        typ=None,
+    )
+    return HmacSource("status_dashboard", cfg, clock=FakeClock())
+
+
 def test_hmac_reproduces_the_cloudmon_reporter_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    source = hmac_source(monkeypatch, claims={"stackmon": "dummy"}, kid="none")
-    token = source.sign(())
-    # What the CloudMon-style reporter sends, byte for byte.
-    assert token.value == jwt.encode({"stackmon": "dummy"}, SECRET, algorithm="HS256")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the documented secret is short; it is a vector
+        token = reporter_source(monkeypatch, {"stackmon": "dummy"}).sign(())
+    assert token.value == REPORTER_TOKEN  # byte for byte
     assert token.expires_at is None and token.kid is None
+
+
+def test_claims_are_serialized_sorted_compact_and_utf8_whatever_their_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As serde writes a BTreeMap: the same claims in another order, the same bytes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forward = reporter_source(monkeypatch, {"a": 1, "b": "ü"}).sign(())
+        backward = reporter_source(monkeypatch, {"b": "ü", "a": 1}).sign(())
+    assert (
+        forward.value
+        == backward.value
+        == (
+            "eyJhbGciOiJIUzI1NiJ9.eyJhIjoxLCJiIjoiw7wifQ.tQEWEYRYWo8Z-RcY70BZ2LLFbSWD1tz-CjQFL8TgYdE"
+        )
+    )
+    assert base64.urlsafe_b64decode(forward.value.split(".")[1] + "==") == (
+        '{"a":1,"b":"ü"}'.encode()
+    )
+
+
+def test_typ_backdate_and_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(1_800_000_000)
+    source = hmac_source(
+        monkeypatch, clock, claims={"sub": "x"}, lifetime=300, backdate=30, not_before=True
+    )
+    token = source.sign(())
+    header = jwt.get_unverified_header(token.value)
+    claims = jwt.decode(token.value, options={"verify_signature": False})
+    assert header["typ"] == "JWT" and list(header) == sorted(header)
+    assert claims["iat"] == claims["nbf"] == 1_800_000_000 - 30
+    assert claims["exp"] == 1_800_000_000 + 300
+    assert token.issued_at == 1_800_000_000 - 30
+    plain = hmac_source(monkeypatch, clock, claims={"sub": "x"}, lifetime=300).sign(())
+    assert "nbf" not in jwt.decode(plain.value, options={"verify_signature": False})
 
 
 @pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])

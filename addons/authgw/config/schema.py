@@ -57,6 +57,9 @@ class HmacTokenConfig:
     lifetime: int | None = None
     audience: str | None = None  # a literal, or DYNAMIC
     kid: str = "fingerprint"  # "fingerprint" | "none" | a literal
+    typ: str | None = "JWT"  # the "typ" header; None omits it
+    backdate: int = 0  # seconds iat (and nbf) lie in the past
+    not_before: bool = False  # an nbf claim (= iat)
     type: Literal["hmac"] = "hmac"
 
 

@@ -48,18 +48,31 @@ def _hmac(
     m = r.mapping(
         raw,
         path,
-        ("type", "secret", "optional", "algorithm", "claims", "lifetime", "audience", "kid"),
+        (
+            "type",
+            "secret",
+            "optional",
+            "algorithm",
+            "claims",
+            "lifetime",
+            "audience",
+            "kid",
+            "typ",
+            "backdate",
+            "not_before",
+        ),
         parent,
         "token",
     )
     claims = m.get("claims") or {}
     if not isinstance(claims, Mapping) or not all(isinstance(k, str) for k in claims):
         raise r.error(f"{path}.claims", "must be a mapping of claim names to values", m, "claims")
-    reserved = {"iat", "exp", "aud"} & set(claims)
+    reserved = {"iat", "exp", "aud", "nbf"} & set(claims)
     if reserved:
         raise r.error(
             f"{path}.claims",
-            f"{', '.join(sorted(reserved))} are set by lifetime and audience, not claims",
+            f"{', '.join(sorted(reserved))} are set by lifetime, audience and not_before, "
+            "not claims",
             m,
             "claims",
         )
@@ -67,8 +80,7 @@ def _hmac(
     if lifetime is not None and lifetime <= cache.min_ttl:
         raise r.error(
             f"{path}.lifetime",
-            f"{lifetime:g} is not above cache.min_ttl "
-            f"({cache.min_ttl:g}): no token would ever be usable",
+            "is not above cache.min_ttl: no token would ever be usable",
             m,
             "lifetime",
         )
@@ -80,6 +92,10 @@ def _hmac(
     kid = r.string(m, "kid", path, "fingerprint")
     if not kid:
         raise r.error(f"{path}.kid", "must not be empty (use none for no kid)", m, "kid")
+    typ = r.optional_str(m, "typ", path, "JWT")
+    if typ == "":
+        raise r.error(f"{path}.typ", "must not be empty (null omits it)", m, "typ")
+    backdate = r.number(m, "backdate", path, 0, low=0, high=86_400, integer=True) or 0
     return HmacTokenConfig(
         secret=r.secret(m, "secret", path),
         optional=r.boolean(m, "optional", path, False),
@@ -88,6 +104,9 @@ def _hmac(
         lifetime=None if lifetime is None else int(lifetime),
         audience=audience,
         kid=kid,
+        typ=typ,
+        backdate=int(backdate),
+        not_before=r.boolean(m, "not_before", path, False),
     )
 
 
@@ -125,8 +144,7 @@ def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings)
     if duration <= cache.min_ttl:
         raise r.error(
             f"{path}.duration",
-            f"{duration} is not above cache.min_ttl "
-            f"({cache.min_ttl:g}): no token would ever be usable",
+            "is not above cache.min_ttl: no token would ever be usable",
             m,
             "duration",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -17,6 +18,15 @@ from authgw.tokens import Token
 logger = logging.getLogger(__name__)
 
 _MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+class _Serde(json.JSONEncoder):
+    """JSON as serde writes a ``BTreeMap``: compact (PyJWT sets the separators), keys
+    sorted, non-ASCII as UTF-8. Header and claims alike, so the same claims and secret
+    give the CloudMon reporter's (Rust ``jwt`` crate's) token byte for byte."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**{**options, "sort_keys": True, "ensure_ascii": False})
 
 
 class HmacSource(SecretBacked):
@@ -51,31 +61,41 @@ class HmacSource(SecretBacked):
         secret = self.secret.read()
         fp = self.secret.fingerprint()
         now = int(self._clock())
+        issued = now - cfg.backdate
         claims: dict[str, Any] = dict(cfg.claims)
         expires_at: float | None = None
         if cfg.lifetime is not None:
             expires_at = now + cfg.lifetime
-            claims["iat"] = now
+            claims["iat"] = issued
             claims["exp"] = int(expires_at)
+        if cfg.not_before:
+            claims["nbf"] = issued
         if audience:
             claims["aud"] = audience[0] if len(audience) == 1 else list(audience)
         kid = {"fingerprint": fp, "none": None}.get(cfg.kid, cfg.kid)
-        headers = {"kid": kid} if kid is not None else None
+        headers: dict[str, Any] = {"typ": cfg.typ}  # None: PyJWT leaves "typ" out
+        if kid is not None:
+            headers["kid"] = kid
         if len(secret) < _MIN_KEY_BYTES[cfg.algorithm]:
             self._warn_short(len(secret), fp)
             # Said once per secret above; PyJWT would say it again on every signature.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                value = jwt.encode(claims, secret, algorithm=cfg.algorithm, headers=headers)
+                value = self._encode(claims, secret, headers)
         else:
-            value = jwt.encode(claims, secret, algorithm=cfg.algorithm, headers=headers)
+            value = self._encode(claims, secret, headers)
         return Token(
             value=value,
             source=self.kind,
             kid=kid,
             expires_at=expires_at,
-            issued_at=float(now),
+            issued_at=float(issued),
             claim_names=tuple(sorted(claims)),
+        )
+
+    def _encode(self, claims: dict[str, Any], secret: bytes, headers: dict[str, Any]) -> str:
+        return jwt.encode(
+            claims, secret, algorithm=self.config.algorithm, headers=headers, json_encoder=_Serde
         )
 
     def _warn_short(self, length: int, fp: str) -> None:

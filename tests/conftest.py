@@ -103,3 +103,26 @@ def task_factory(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         asyncio.set_event_loop_policy(saved)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server mode on loopback: Secrets Manager and SSM for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_at_moto(moto_url: str, bare_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """boto3 in this process (and children given os.environ) talks to moto, nowhere else."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return moto_url

@@ -66,3 +66,41 @@ def test_verify_routes(tmp_path: Path) -> None:
 )
 def test_verify_errors(route: str, message: str) -> None:
     assert str(error(f"version: 1\nroutes:\n  - {route}\n")).startswith(message)
+
+
+WITH_SECRET = (
+    "version: 1\nroutes:\n  - {{name: r, hosts: [h], token: {{type: hmac, secret: {}}}}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ("{cmd: 'pass show dash'}", ("cmd", "pass show dash", None, 300.0, 5.0)),
+        ("{cmd: x, refresh: 60, timeout: 2}", ("cmd", "x", None, 60.0, 2.0)),
+        (
+            "{aws_secretsmanager: dash, field: hmac}",
+            ("aws_secretsmanager", "dash", "hmac", 300.0, 5.0),
+        ),
+        ("{aws_ssm: /dash/key, refresh: 30}", ("aws_ssm", "/dash/key", None, 30.0, 5.0)),
+    ],
+)
+def test_secrets_read_where_they_are_kept(secret: str, expected: tuple[object, ...]) -> None:
+    cfg = parse(WITH_SECRET.format(secret))
+    token = cfg.routes[0].token
+    assert isinstance(token, config.HmacTokenConfig)
+    ref = token.secret
+    assert (ref.kind, ref.name, ref.field, ref.refresh, ref.timeout) == expected and ref.remote
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("{cmd: x, field: y}", "routes[0].token.secret.field: does not go with cmd"),
+        ("{env: X, refresh: 3}", "routes[0].token.secret.refresh: does not go with env"),
+        ("{cmd: x, aws_ssm: y}", "routes[0].token.secret: must have exactly one of"),
+        ("{cmd: x, refresh: 0}", "routes[0].token.secret.refresh: is out of range"),
+    ],
+)
+def test_secret_source_errors(secret: str, message: str) -> None:
+    assert str(error(WITH_SECRET.format(secret))).startswith(message)

@@ -343,3 +343,12 @@ def test_boto3_is_imported_only_when_a_route_needs_it(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_kept_secret_whose_first_read_fails_does_not_stop_the_start(tmp_path: Path) -> None:
+    ref = SecretRef(kind="cmd", name=f"cat {tmp_path / 'not-yet'}", timeout=2)
+    route = Route("kept", (HostPattern.parse("k"),), HmacTokenConfig(secret=ref))
+    built, notes = sources.build_all(Config(routes=(route,)))
+    assert "kept" in built and notes and "answering 502 until a read succeeds" in notes[0]
+    with pytest.raises(MissingSecret):
+        built["kept"].cache_params()

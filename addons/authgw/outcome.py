@@ -39,6 +39,9 @@ class Outcomes:
         self.metrics.auth_rejections.labels(state.record.route, str(status)).inc()
         if state.key is not None:
             rt.cache.drop(state.key)
+        source = rt.sources.get(state.record.route or "")
+        if source is not None and status == 401:
+            source.upstream_rejected()  # a secret kept elsewhere may have been rotated
         left = token.seconds_left(self._clock()) if token else None
         challenge = flow.response.headers.get("WWW-Authenticate", "") if flow.response else ""
         logger.warning(

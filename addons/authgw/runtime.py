@@ -76,6 +76,7 @@ class RuntimeManager:
         self._server: MetricsServer | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.secrets = sources.SecretStore()  # remote secrets, kept across reloads
 
     # -- loading ---------------------------------------------------------------
 
@@ -109,7 +110,7 @@ class RuntimeManager:
         old = self.current
         for warning in cfg.warnings:
             logger.warning("authgw: %s", warning)
-        built, notes = sources.build_all(cfg, clock=self._clock)
+        built, notes = sources.build_all(cfg, clock=self._clock, secrets=self.secrets)
         flowlog = self._open_flowlog(cfg, old, options.flowlog)
         try:
             server = self._metrics_server(cfg, options.metrics)

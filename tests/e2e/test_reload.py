@@ -18,11 +18,13 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import jwt
 
 from tests.e2e.clients import proxy_request, wait_until
@@ -382,3 +384,78 @@ def test_a_rotated_static_token_file_is_injected_without_a_restart(
     assert phases(tokens.by_request()) == ["old", "new"]
     assert_picked_up(traffic, rotated, written, "the new token")
     assert_nothing_leaked(gateway, set(values.values()))
+
+
+# --------------------------------------------------------------------------- 5. kept elsewhere
+
+
+def test_a_secret_rotated_in_secrets_manager_signs_the_next_tokens_without_a_restart(
+    gateway_factory: GatewayFactory, upstream: Upstream, moto_url: str
+) -> None:
+    secrets = {"old": new_secret(), "new": new_secret()}
+    name = f"authgw-e2e/{uuid.uuid4().hex}"
+    aws = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_PROFILE": None,
+    }
+    manager = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    manager.create_secret(Name=name, SecretString=json.dumps({"hmac": secrets["old"]}))
+    secret = {"aws_secretsmanager": name, "field": "hmac", "refresh": 1}
+    gateway = gateway_factory(config_text(hmac_route("dash", upstream, secret, gen=1)), env=aws)
+    tokens = Tokens(upstream, hmac_label(secrets))
+
+    with Traffic(gateway.port, upstream.url) as traffic:
+        traffic.wait_for_more()
+        written = time.monotonic()
+        manager.put_secret_value(SecretId=name, SecretString=json.dumps({"hmac": secrets["new"]}))
+        rotated = tokens.wait_for("new/gen1/life300")
+        traffic.wait_for_more()
+    sent = traffic.stop()
+
+    assert_no_request_failed(sent, upstream)
+    assert phases(tokens.by_request()) == ["old/gen1/life300", "new/gen1/life300"]
+    assert_picked_up(traffic, rotated, written, "the rotated secret")
+    assert reloads(gateway) == 0
+    assert_nothing_leaked(gateway, {*secrets.values(), *tokens.all()})
+
+
+def test_a_command_secret_is_reread_and_an_upstream_401_rereads_it_at_once(
+    gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    secrets = {"old": new_secret(), "new": new_secret()}
+    kept = tmp_path / "kept.secret"
+    kept.write_text(secrets["old"] + "\n", encoding="utf-8")
+    # Re-read only hourly on its own: the 401 is what makes the gateway look again.
+    secret = {"cmd": f"cat {kept}", "refresh": 3600}
+    gateway = gateway_factory(config_text(hmac_route("dash", upstream, secret, gen=1)))
+    label = hmac_label(secrets)
+
+    first = proxy_request(gateway.port, "GET", f"{upstream.url}/one")
+    assert first.status == 200 and label(bearer_token(upstream.last)) == "old/gen1/life300"
+    replace_file(kept, secrets["new"] + "\n")
+    upstream.respond(401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}, path="/two")
+    assert proxy_request(gateway.port, "GET", f"{upstream.url}/two").status == 401
+    wait_until(
+        lambda: label(_token_for(gateway, upstream)) == "new/gen1/life300",
+        5,
+        message="a token signed with the re-read secret",
+    )
+    assert_nothing_leaked(
+        gateway, {*secrets.values(), *{bearer_token(r) for r in upstream.requests}}
+    )
+
+
+def _token_for(gateway: Gateway, upstream: Upstream) -> str:
+    assert proxy_request(gateway.port, "GET", f"{upstream.url}/three").status == 200
+    return bearer_token(upstream.last)

@@ -17,6 +17,12 @@ from typing import Any
 
 from authgw.config.schema import ConfigError, SecretRef
 
+_SECRET_KINDS = ("env", "file", "cmd", "aws_secretsmanager", "aws_ssm")
+_SECRET_OPTIONS = ("field", "refresh", "timeout", "region")
+_SECRET_FORMS = (
+    "{env: NAME}, {file: PATH}, {cmd: COMMAND}, {aws_secretsmanager: NAME}, {aws_ssm: NAME}"
+)
+
 # RFC 9110 token characters: what a header field name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -115,7 +121,7 @@ class FieldReader:
     def secret(self, m: Mapping[str, Any], key: str, path: str) -> SecretRef:
         where = join(path, key)
         if key not in m or m[key] is None:
-            raise self.error(where, "is required: {env: NAME}, {file: PATH} or a string", m, key)
+            raise self.error(where, f"is required: {_SECRET_FORMS} or a string", m, key)
         raw = m[key]
         if isinstance(raw, str):
             if not raw:
@@ -125,15 +131,36 @@ class FieldReader:
                 "{file: PATH} so the secret stays out of the file"
             )
             return SecretRef(kind="literal", literal=raw)
-        ref = self.mapping(raw, where, ("env", "file"), m, key)
-        if len(ref) != 1:
-            raise self.error(where, "must have exactly one of env, file", m, key)
-        kind, value = next(iter(ref.items()))
+        ref = self.mapping(raw, where, (*_SECRET_KINDS, *_SECRET_OPTIONS), m, key)
+        kinds = [k for k in ref if k in _SECRET_KINDS]
+        if len(kinds) != 1:
+            raise self.error(where, f"must have exactly one of {', '.join(_SECRET_KINDS)}", m, key)
+        kind = kinds[0]
+        value = ref[kind]
         if not isinstance(value, str) or not value:
             raise self.error(f"{where}.{kind}", "must be a non-empty string", ref, kind)
+        options = set(ref) - {kind}
+        allowed = {
+            "cmd": {"refresh", "timeout"},
+            "aws_secretsmanager": {"field", "refresh", "region"},
+            "aws_ssm": {"refresh", "region"},
+        }.get(kind, set())
+        if options - allowed:
+            extra = sorted(options - allowed)[0]
+            raise self.error(f"{where}.{extra}", f"does not go with {kind}", ref, extra)
         if kind == "env":
             return SecretRef(kind="env", name=value)
-        return SecretRef(kind="file", name=str(self.path(value)))
+        if kind == "file":
+            return SecretRef(kind="file", name=str(self.path(value)))
+        field_name = self.optional_str(ref, "field", where, None)
+        return SecretRef(
+            kind=kind,  # type: ignore[arg-type]
+            name=value,
+            field=field_name or None,
+            refresh=float(self.number(ref, "refresh", where, 300, low=1, high=86_400) or 300),
+            timeout=float(self.number(ref, "timeout", where, 5, low=0.1, high=300) or 5),
+            region=self.optional_str(ref, "region", where, None),
+        )
 
 
 def join(path: str, key: str) -> str:

@@ -32,19 +32,44 @@ class ConfigError(ValueError):
         super().__init__(f"{path}: {reason}{where}" if path else f"{reason}{where}")
 
 
+REMOTE_SECRETS = ("cmd", "aws_secretsmanager", "aws_ssm")
+
+
 @dataclass(frozen=True)
 class SecretRef:
-    """Where a secret lives. A literal's value is kept out of ``repr``."""
+    """Where a secret lives. A literal's value is kept out of ``repr``.
 
-    kind: Literal["env", "file", "literal"]
+    ``env``/``file``/``literal`` are read where they are, at once; ``cmd`` (``name`` is
+    the command), ``aws_secretsmanager`` (``name``: the secret's name or ARN, ``field``:
+    a JSON field of its SecretString) and ``aws_ssm`` (``name``: the parameter) are
+    re-read in the background every ``refresh`` seconds.
+    """
+
+    kind: Literal["env", "file", "literal", "cmd", "aws_secretsmanager", "aws_ssm"]
     name: str = ""
     literal: str | None = field(default=None, repr=False)
+    field: str | None = None
+    refresh: float = 300.0
+    timeout: float = 5.0
+    region: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.kind in REMOTE_SECRETS
 
     def describe(self) -> str:
         if self.kind == "env":
             return f"env {self.name}"
         if self.kind == "file":
             return f"file {self.name}"
+        if self.kind == "cmd":
+            # The program only: a command line may carry more than a user wants in a log.
+            return f"command {self.name.split()[0] if self.name.split() else '?'}"
+        if self.kind == "aws_secretsmanager":
+            where = f"{self.name}#{self.field}" if self.field else self.name
+            return f"aws_secretsmanager {where}"
+        if self.kind == "aws_ssm":
+            return f"aws_ssm {self.name}"
         return "a literal in the config file"
 
 

@@ -12,48 +12,59 @@ import time
 
 from authgw.config import Config, ConfigError, Route
 from authgw.sources.base import Clock, SecretReader, TokenSource
+from authgw.sources.remote import SecretStore
 from authgw.tokens import MissingSecret
 
-__all__ = ["Clock", "SecretReader", "TokenSource", "build", "build_all"]
+__all__ = ["Clock", "SecretReader", "SecretStore", "TokenSource", "build", "build_all"]
 
 
-def build(route: Route, *, clock: Clock = time.time) -> TokenSource:
-    """The source for ``route.token``. STS (and so boto3) is imported only when used."""
+def build(
+    route: Route, *, clock: Clock = time.time, secrets: SecretStore | None = None
+) -> TokenSource:
+    """The source for ``route.token``. STS (and so boto3) is imported only when used;
+    remote secrets come from ``secrets`` (shared across reloads)."""
     token = route.token
     if token is None:
         raise ValueError(f"route {route.name} has no token: it only verifies")
+    store = secrets or SecretStore()
     if token.type == "hmac":
         from authgw.sources.hmac import HmacSource
 
-        return HmacSource(route.name, token, clock=clock)
+        return HmacSource(route.name, token, clock=clock, reader=store.reader(token.secret))
     if token.type == "static":
         from authgw.sources.static import StaticSource
 
-        return StaticSource(route.name, token, clock=clock)
+        return StaticSource(route.name, token, clock=clock, reader=store.reader(token.value))
     from authgw.sources.sts import StsSource
 
     return StsSource(route.name, token, clock=clock)
 
 
 def build_all(
-    config: Config, *, clock: Clock = time.time
+    config: Config, *, clock: Clock = time.time, secrets: SecretStore | None = None
 ) -> tuple[dict[str, TokenSource], list[str]]:
     """A source per route that injects tokens, by route name, and notes about optional
     secrets that are missing.
 
-    A required secret that is missing raises ``ConfigError`` naming the route's field.
+    A required env/file secret that is missing raises ``ConfigError`` naming the route's
+    field; a command or AWS secret whose first read failed does not stop the start: its
+    route answers 502 ``missing_secret`` until a read succeeds.
     """
+    secrets = secrets or SecretStore()
     built: dict[str, TokenSource] = {}
     notes: list[str] = []
     for i, route in enumerate(config.routes):
         token = route.token
         if token is None:
             continue  # a verify-only route injects nothing
-        source = build(route, clock=clock)
+        source = build(route, clock=clock, secrets=secrets)
         try:
             source.check()
         except MissingSecret as e:
-            if token.type == "hmac" and token.optional:
+            ref = token.secret if token.type == "hmac" else getattr(token, "value", None)
+            if ref is not None and ref.remote:
+                notes.append(f"route {route.name}: {e}; answering 502 until a read succeeds")
+            elif token.type == "hmac" and token.optional:
                 notes.append(
                     f"route {route.name}: {e}; optional, so requests go without "
                     "a token until it appears"

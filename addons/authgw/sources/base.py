@@ -39,6 +39,9 @@ class TokenSource(Protocol):
     def describe(self) -> dict[str, Any]:
         """Status fields: source kind, where the secret lives, its fingerprint."""
 
+    def upstream_rejected(self) -> None:
+        """An upstream answered 401 to a token from this source (re-read what may be stale)."""
+
 
 class SecretBacked:
     """A source made from one secret (hmac: the key; static: the token itself)."""
@@ -50,12 +53,30 @@ class SecretBacked:
         secret: SecretRef,
         *,
         clock: Clock = time.time,
-        reader: SecretReader | None = None,
+        reader: SecretLike | None = None,
     ) -> None:
         self.route = route
         self.config = config
         self._clock = clock
-        self.secret = reader or SecretReader(secret)
+        self.secret: SecretLike = reader or SecretReader(secret)
+
+    def upstream_rejected(self) -> None:
+        refresh = getattr(self.secret, "refresh_soon", None)
+        if refresh is not None:
+            refresh()
+
+    def secret_status(self) -> dict[str, Any]:
+        """For /status: the value's age and the last read error of a re-read secret."""
+        status = getattr(self.secret, "status", None)
+        return status() if status is not None else {}
+
+
+class SecretLike(Protocol):
+    """What a source needs of its secret: ``SecretReader`` or ``remote.RemoteSecret``."""
+
+    def read(self) -> bytes: ...
+    def fingerprint(self) -> str: ...
+    def fingerprint_or_none(self) -> str | None: ...
 
 
 class SecretReader:

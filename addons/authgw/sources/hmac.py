@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from authgw.config import HmacTokenConfig
-from authgw.sources.base import Clock, SecretBacked, SecretReader
+from authgw.sources.base import Clock, SecretBacked, SecretLike
 from authgw.tokens import Token
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class HmacSource(SecretBacked):
         config: HmacTokenConfig,
         *,
         clock: Clock = time.time,
-        reader: SecretReader | None = None,
+        reader: SecretLike | None = None,
     ) -> None:
         super().__init__(route, config, config.secret, clock=clock, reader=reader)
         self._warned_short: str | None = None
@@ -119,4 +119,5 @@ class HmacSource(SecretBacked):
             "secret": self.config.secret.describe(),
             "secret_fingerprint": self.secret.fingerprint_or_none(),
             "optional": self.config.optional,
+            **self.secret_status(),
         }

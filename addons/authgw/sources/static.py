@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from authgw.config import StaticTokenConfig
-from authgw.sources.base import Clock, SecretBacked, SecretReader
+from authgw.sources.base import Clock, SecretBacked, SecretLike
 from authgw.tokens import ExpiredToken, Token, TokenUnavailable, token_from_jwt
 
 
@@ -23,7 +23,7 @@ class StaticSource(SecretBacked):
         config: StaticTokenConfig,
         *,
         clock: Clock = time.time,
-        reader: SecretReader | None = None,
+        reader: SecretLike | None = None,
     ) -> None:
         super().__init__(route, config, config.value, clock=clock, reader=reader)
 
@@ -63,6 +63,7 @@ class StaticSource(SecretBacked):
             "source": self.kind,
             "secret": self.config.value.describe(),
             "secret_fingerprint": self.secret.fingerprint_or_none(),
+            **self.secret_status(),
         }
         try:
             expires_at = self._token().expires_at

@@ -180,6 +180,9 @@ class StsSource:
         expires_at = expiration.timestamp() if isinstance(expiration, datetime) else None
         return token_from_jwt(value, self.kind, expires_at=expires_at)
 
+    def upstream_rejected(self) -> None:
+        pass  # STS makes a fresh token on the next miss; nothing here is stale
+
     def describe(self) -> dict[str, Any]:
         c = self.config
         return {

@@ -1,8 +1,8 @@
-"""Where the CLI reads a secret from: ``env:``, ``file:``, ``cmd:`` or ``config:`` (its SRC)."""
+"""Where the CLI reads a secret from (its SRC): ``env:``, ``file:``, ``cmd:``,
+``aws_secretsmanager:``, ``aws_ssm:`` or ``config:``."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -10,20 +10,26 @@ from typing import Literal, cast
 from authgw import config as configmod
 from authgw.config import SecretRef
 from authgw.sources.base import SecretReader
+from authgw.sources.remote import ReadFailed, fetcher
 from authgw.tokens import MissingSecret
 from authgw.verify.errors import SecretUnavailable
 from authgw.verify.text import printable
 
-SourceKind = Literal["env", "file", "cmd", "config"]
+SourceKind = Literal["env", "file", "cmd", "config", "aws_secretsmanager", "aws_ssm"]
+_FORMS = (
+    "env:NAME, file:PATH, cmd:COMMAND, aws_secretsmanager:NAME, aws_ssm:NAME or config:FILE#route"
+)
 
 
 @dataclass(frozen=True)
 class SecretSource:
-    """``env:NAME``, ``file:PATH``, ``cmd:COMMAND`` or ``config:FILE#route``.
+    """``env:NAME``, ``file:PATH``, ``cmd:COMMAND``, ``aws_secretsmanager:NAME``,
+    ``aws_ssm:NAME`` or ``config:FILE#route``.
 
     ``env:`` and ``file:`` are read as the gateway reads ``{env: ...}`` and
     ``{file: ...}`` (one trailing newline dropped). ``cmd:`` runs COMMAND with
-    ``/bin/sh -c`` and takes its stdout, one trailing newline dropped. ``config:``
+    ``/bin/sh -c`` and takes its stdout, one trailing newline dropped; the AWS ones are
+    read as the gateway reads them (SecretString, SSM decrypted). ``config:``
     reads the hmac ``secret`` or static ``value`` of that route in that config.
     ``str()`` is the text as given; it names where the secret is, never the secret.
     """
@@ -37,10 +43,8 @@ class SecretSource:
         """``ValueError`` saying the expected forms if ``text`` is none of them."""
         kind, sep, target = text.partition(":")
         if not sep or not target:
-            raise ValueError(
-                f"{printable(text)}: expected env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
-            )
-        if kind in ("env", "file", "cmd"):
+            raise ValueError(f"{printable(text)}: expected {_FORMS}")
+        if kind in ("env", "file", "cmd", "aws_secretsmanager", "aws_ssm"):
             return cls(cast(SourceKind, kind), target)
         if kind == "config":
             path, sep, route = target.rpartition("#")
@@ -48,8 +52,7 @@ class SecretSource:
                 raise ValueError(f"{printable(text)}: expected config:FILE#route")
             return cls("config", path, route)
         raise ValueError(
-            f"{printable(text)}: unknown source {printable(kind)!r}; "
-            "expected env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
+            f"{printable(text)}: unknown source {printable(kind)!r}; expected {_FORMS}"
         )
 
     def __str__(self) -> str:
@@ -58,8 +61,12 @@ class SecretSource:
 
     def read(self, *, timeout: float = 10.0) -> bytes:
         """The secret's bytes, or ``SecretUnavailable`` saying why not (never with the secret)."""
-        if self.kind == "cmd":
-            return _run_command(self.target, timeout)
+        if self.kind in ("cmd", "aws_secretsmanager", "aws_ssm"):
+            ref = SecretRef(kind=self.kind, name=self.target, timeout=timeout)
+            try:
+                return fetcher(ref)()
+            except ReadFailed as e:
+                raise SecretUnavailable(str(e)) from None
         if self.kind == "config":
             ref = _config_secret(self.target, self.route)
         elif self.kind == "env":
@@ -91,28 +98,3 @@ def _config_secret(path: str, route_name: str) -> SecretRef:
             raise SecretUnavailable(f"route {route_name} is type sts: it has no shared secret")
     names = ", ".join(r.name for r in cfg.routes)
     raise SecretUnavailable(f"{path} has no route {printable(route_name)} (routes: {names})")
-
-
-def _run_command(command: str, timeout: float) -> bytes:
-    try:
-        done = subprocess.run(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise SecretUnavailable(f"command did not finish within {timeout:g} s") from None
-    except OSError as e:
-        raise SecretUnavailable(f"cannot run /bin/sh: {e.strerror}") from None
-    if done.returncode != 0:
-        # stderr names the failure (permission denied, not found); stdout may hold the secret.
-        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        said = f": {printable(lines[-1], 200)}" if lines else ""
-        raise SecretUnavailable(f"command exited with status {done.returncode}{said}")
-    out = done.stdout
-    out = out[:-2] if out.endswith(b"\r\n") else out.removesuffix(b"\n")
-    if not out:
-        raise SecretUnavailable("command printed nothing")
-    return out

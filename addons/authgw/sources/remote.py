@@ -1,0 +1,210 @@
+"""Secrets read from where they are kept: a command, AWS Secrets Manager, SSM.
+
+A ``RemoteSecret`` holds the last value it read and re-reads it in a thread of its own
+every ``refresh`` seconds (sooner after a failure, and at once when an upstream rejects a
+token made from it), so ``read()`` never blocks the event loop. A failed re-read keeps
+the last good value and says so (the log, ``status()``); until a first read succeeds,
+``read()`` raises ``MissingSecret`` and the route answers 502 ``missing_secret``.
+``SecretStore`` hands out one ``RemoteSecret`` per reference, so a reload that keeps a
+reference keeps its value instead of reading it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from authgw.config import SecretRef
+from authgw.sources.base import SecretReader
+from authgw.tokens import MissingSecret, fingerprint
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE = 5.0  # seconds: a failed read is tried again this soon (or at refresh)
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="authgw-secrets")
+
+
+class ReadFailed(Exception):
+    """A secret could not be read; the message says why, never with the secret."""
+
+
+def run_command(command: str, timeout: float) -> bytes:
+    """``/bin/sh -c command``'s stdout, one trailing newline dropped; ``ReadFailed`` if it
+    cannot run, times out, exits non-zero or prints nothing."""
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ReadFailed(f"command did not finish within {timeout:g} s") from None
+    except OSError as e:
+        raise ReadFailed(f"cannot run /bin/sh: {e.strerror}") from None
+    if done.returncode != 0:
+        # stderr names the failure (permission denied, not found); stdout may hold the secret.
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        said = f": {_printable(lines[-1])}" if lines else ""
+        raise ReadFailed(f"command exited with status {done.returncode}{said}")
+    out = done.stdout
+    out = out[:-2] if out.endswith(b"\r\n") else out.removesuffix(b"\n")
+    if not out:
+        raise ReadFailed("command printed nothing")
+    return out
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def fetcher(ref: SecretRef) -> Callable[[], bytes]:
+    """The blocking read for a remote reference (boto3 is imported only for AWS ones)."""
+    if ref.kind == "cmd":
+        return lambda: run_command(ref.name, ref.timeout)
+    from authgw.sources import aws_secrets
+
+    return aws_secrets.fetcher(ref)
+
+
+class RemoteSecret:
+    """The last value read from ``ref``; re-read in the background, never on the caller."""
+
+    def __init__(
+        self,
+        ref: SecretRef,
+        fetch: Callable[[], bytes],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.ref = ref
+        self._fetch = fetch
+        self._monotonic = monotonic
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._value: bytes | None = None
+        self._fingerprint: str | None = None
+        self._read_at: float | None = None  # wall time of the last good read
+        self._error: str | None = None
+        self._due = float("-inf")
+        self._running: threading.Event | None = None
+
+    def start(self, wait: float) -> None:
+        """Start the first read and wait up to ``wait`` seconds for it."""
+        done = self._refresh_now()
+        if done is not None:
+            done.wait(wait)
+
+    def read(self) -> bytes:
+        """The last good value; starts a re-read when one is due. ``MissingSecret`` until
+        a first read succeeded."""
+        if self._monotonic() >= self._due:
+            self._refresh_now()
+        value = self._value
+        if value is None:
+            why = self._error or "not read yet"
+            raise MissingSecret(f"{self.ref.describe()} has no value ({why})")
+        return value
+
+    def fingerprint(self) -> str:
+        self.read()
+        fp = self._fingerprint
+        assert fp is not None
+        return fp
+
+    def fingerprint_or_none(self) -> str | None:
+        try:
+            return self.fingerprint()
+        except MissingSecret:
+            return None
+
+    def refresh_soon(self) -> None:
+        """Read again now (an upstream rejected a token made from this value)."""
+        self._refresh_now()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for a read in progress to end (tests, and the CLI); True if none is left."""
+        with self._lock:
+            running = self._running
+        return running is None or running.wait(timeout)
+
+    def status(self) -> dict[str, Any]:
+        """The value's age and the last error, for /status."""
+        with self._lock:
+            age = None if self._read_at is None else round(self._wall() - self._read_at, 1)
+            return {"value_age": age, "last_error": self._error, "refresh": self.ref.refresh}
+
+    def _refresh_now(self) -> threading.Event | None:
+        with self._lock:
+            if self._running is not None:
+                return self._running
+            self._running = threading.Event()
+            self._due = self._monotonic() + self.ref.refresh  # set again when it ends
+            running = self._running
+        _pool.submit(self._refresh, running)
+        return running
+
+    def _refresh(self, running: threading.Event) -> None:
+        try:
+            value = self._fetch()
+            error = None
+        except ReadFailed as e:
+            value, error = None, str(e)
+        except Exception as e:  # noqa: BLE001 - a bug or an SDK error: kept, reported
+            value, error = None, f"read failed ({type(e).__name__})"
+        with self._lock:
+            now = self._monotonic()
+            if value is not None:
+                changed = self._value is not None and value != self._value
+                self._value, self._fingerprint = value, fingerprint(value)
+                self._read_at, self._error = self._wall(), None
+                self._due = now + self.ref.refresh
+            else:
+                self._error = error
+                self._due = now + min(self.ref.refresh, RETRY_AFTER_FAILURE)
+                changed = False
+            had_value = self._value is not None
+            self._running = None
+        if value is not None and changed:
+            logger.info("authgw: %s changed (now %s)", self.ref.describe(), self._fingerprint)
+        elif value is None and had_value:
+            logger.warning(
+                "authgw: %s: re-read failed (%s); keeping the value read before (%s)",
+                self.ref.describe(),
+                error,
+                self._fingerprint,
+            )
+        elif value is None:
+            logger.warning("authgw: %s: read failed (%s)", self.ref.describe(), error)
+        running.set()
+
+
+Reader = SecretReader | RemoteSecret
+
+
+class SecretStore:
+    """One reader per reference: env/file/literal as before, remote ones shared."""
+
+    def __init__(self, *, first_read_wait: float | None = None) -> None:
+        self._remote: dict[SecretRef, RemoteSecret] = {}
+        self._lock = threading.Lock()
+        self._wait = first_read_wait
+
+    def reader(self, ref: SecretRef) -> Reader:
+        if not ref.remote:
+            return SecretReader(ref)
+        with self._lock:
+            secret = self._remote.get(ref)
+            if secret is not None:
+                return secret
+            secret = self._remote[ref] = RemoteSecret(ref, fetcher(ref))
+        secret.start(ref.timeout + 1 if self._wait is None else self._wait)
+        return secret

@@ -1,0 +1,140 @@
+"""Secrets read from where they are kept (authgw.sources.remote, aws_secrets): a command,
+and AWS Secrets Manager and SSM through moto's server on loopback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from authgw.config import SecretRef
+from authgw.sources.remote import RemoteSecret, SecretStore, fetcher
+from authgw.tokens import MissingSecret, fingerprint
+from tests.fakes import FakeClock
+
+SECRET = "remote-secret-value-" + uuid.uuid4().hex
+ROTATED = "rotated-secret-value-" + uuid.uuid4().hex
+
+
+def remote(ref: SecretRef, clock: FakeClock) -> RemoteSecret:
+    secret = RemoteSecret(ref, fetcher(ref), monotonic=clock)
+    secret.start(10)
+    return secret
+
+
+def reread(secret: RemoteSecret) -> bytes:
+    """Read once (starting the re-read that is due), wait for it, read again."""
+    try:
+        secret.read()
+    except MissingSecret:
+        pass
+    assert secret.wait(10)
+    return secret.read()
+
+
+def test_a_command_is_reread_on_its_interval_and_a_change_is_seen(tmp_path: Path) -> None:
+    clock, kept = FakeClock(0), tmp_path / "kept"
+    kept.write_text(SECRET + "\n")
+    secret = remote(SecretRef(kind="cmd", name=f"cat {kept}", refresh=60), clock)
+    assert secret.read() == SECRET.encode()
+    kept.write_text(ROTATED + "\n")
+    clock.advance(30)
+    assert secret.read() == SECRET.encode()  # not due yet: no re-read
+    clock.advance(31)
+    assert reread(secret) == ROTATED.encode()
+    assert secret.fingerprint() == fingerprint(ROTATED)
+
+
+@pytest.mark.parametrize(
+    ("command", "why"),
+    [
+        ("sleep 5", "did not finish within 0.5 s"),
+        (f"echo {SECRET}; echo oops >&2; exit 3", "exited with status 3: oops"),
+        ("true", "printed nothing"),
+    ],
+)
+def test_a_command_that_fails_says_why_without_its_output(command: str, why: str) -> None:
+    secret = remote(SecretRef(kind="cmd", name=command, timeout=0.5), FakeClock(0))
+    with pytest.raises(MissingSecret) as info:
+        secret.read()
+    assert why in str(info.value) and SECRET not in str(info.value)
+    assert why in (secret.status()["last_error"] or "")
+
+
+def test_a_failed_reread_keeps_the_last_good_value(tmp_path: Path) -> None:
+    clock, kept = FakeClock(0), tmp_path / "kept"
+    kept.write_text(SECRET)
+    secret = remote(SecretRef(kind="cmd", name=f"cat {kept}", refresh=10), clock)
+    kept.unlink()
+    clock.advance(11)
+    assert reread(secret) == SECRET.encode()
+    status = secret.status()
+    assert "exited with status 1" in (status["last_error"] or "")
+    assert status["value_age"] is not None
+    kept.write_text(ROTATED)
+    clock.advance(6)  # after a failure it tries again within RETRY_AFTER_FAILURE
+    assert reread(secret) == ROTATED.encode() and secret.status()["last_error"] is None
+
+
+def test_until_a_first_read_succeeds_the_secret_is_missing(tmp_path: Path) -> None:
+    clock, kept = FakeClock(0), tmp_path / "later"
+    secret = remote(SecretRef(kind="cmd", name=f"cat {kept}", refresh=300), clock)
+    with pytest.raises(MissingSecret):
+        secret.read()
+    kept.write_text(SECRET)
+    clock.advance(6)
+    assert reread(secret) == SECRET.encode()
+
+
+def test_an_upstream_rejection_rereads_at_once(tmp_path: Path) -> None:
+    clock, kept = FakeClock(0), tmp_path / "kept"
+    kept.write_text(SECRET)
+    secret = remote(SecretRef(kind="cmd", name=f"cat {kept}", refresh=3600), clock)
+    kept.write_text(ROTATED)
+    secret.refresh_soon()
+    assert secret.wait(10) and secret.read() == ROTATED.encode()
+
+
+def test_the_store_shares_one_reader_per_reference(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text(SECRET)
+    store = SecretStore()
+    ref = SecretRef(kind="cmd", name=f"cat {tmp_path / 'k'}")
+    assert store.reader(ref) is store.reader(ref)
+    assert store.reader(SecretRef(kind="env", name="X")) is not store.reader(
+        SecretRef(kind="env", name="X")
+    )
+
+
+# -- AWS, through moto ---------------------------------------------------------------------
+
+
+def test_secrets_manager_string_field_and_rotation(aws_at_moto: str) -> None:
+    sm = boto3.client("secretsmanager")
+    name = f"authgw/{uuid.uuid4().hex}"
+    sm.create_secret(Name=name, SecretString=SECRET)
+    clock = FakeClock(0)
+    whole = remote(SecretRef(kind="aws_secretsmanager", name=name, refresh=60), clock)
+    assert whole.read() == SECRET.encode()
+    sm.put_secret_value(SecretId=name, SecretString=ROTATED)
+    clock.advance(61)
+    assert reread(whole) == ROTATED.encode()
+
+    sm.create_secret(Name=name + "-json", SecretString=json.dumps({"hmac": SECRET, "n": 1}))
+    field = remote(SecretRef(kind="aws_secretsmanager", name=name + "-json", field="hmac"), clock)
+    assert field.read() == SECRET.encode()
+    missing = remote(SecretRef(kind="aws_secretsmanager", name=name + "-json", field="n"), clock)
+    with pytest.raises(MissingSecret, match="no string field 'n'"):
+        missing.read()
+
+
+def test_ssm_decrypts_and_a_missing_parameter_is_its_error_code(aws_at_moto: str) -> None:
+    ssm = boto3.client("ssm")
+    name = f"/authgw/{uuid.uuid4().hex}"
+    ssm.put_parameter(Name=name, Value=SECRET, Type="SecureString")
+    assert remote(SecretRef(kind="aws_ssm", name=name), FakeClock(0)).read() == SECRET.encode()
+    nowhere = remote(SecretRef(kind="aws_ssm", name=name + "-nope"), FakeClock(0))
+    with pytest.raises(MissingSecret, match="SSM answered ParameterNotFound"):
+        nowhere.read()

@@ -86,3 +86,23 @@ def test_hmac_typ_backdate_and_not_before() -> None:
     assert "routes[0].token.backdate: is out of range" in str(
         error("version: 1\nroutes:\n" + route % "backdate: -1")
     )
+
+
+def test_sts_scope_and_subject_mode() -> None:
+    route = "  - {name: r, hosts: [h], token: {type: sts, audience: [a], %s}}\n"
+    token = (
+        parse("version: 1\nroutes:\n" + route % "scope: 'read write', subject_mode: OriginIdentity")
+        .routes[0]
+        .token
+    )
+    assert isinstance(token, config.StsTokenConfig)
+    assert (token.scope, token.subject_mode) == ("read write", "OriginIdentity")
+    unset = parse("version: 1\nroutes:\n" + route % "region: us-east-1").routes[0].token
+    assert isinstance(unset, config.StsTokenConfig)
+    assert (unset.scope, unset.subject_mode) == (None, None)
+    assert "routes[0].token.scope: must be scope values" in str(
+        error("version: 1\nroutes:\n" + route % "scope: 'a  b'")
+    )
+    assert "routes[0].token.subject_mode: is not one of AWSIdentity, OriginIdentity" in str(
+        error("version: 1\nroutes:\n" + route % "subject_mode: Me")
+    )

@@ -245,6 +245,21 @@ def test_sts_sends_the_configured_request_and_takes_expiration() -> None:
     assert result.kid == "sts-kid" and result.source == "sts"
 
 
+def test_sts_sends_scope_and_subject_mode_only_when_set() -> None:
+    seen: dict[str, Any] = {}
+    token = jwt.encode({"exp": 1_900_000_000}, "k" * 32, algorithm="HS256")
+
+    def call(**kwargs: Any) -> dict[str, Any]:
+        seen.clear()
+        seen.update(kwargs)
+        return {"WebIdentityToken": token}
+
+    asyncio.run(_sts(call, scope="read write", subject_mode="OriginIdentity").fetch(("a",)))
+    assert (seen["Scope"], seen["SubjectMode"]) == ("read write", "OriginIdentity")
+    asyncio.run(_sts(call).fetch(("a",)))
+    assert "Scope" not in seen and "SubjectMode" not in seen
+
+
 def _client_error(code: str) -> botocore.exceptions.ClientError:
     return botocore.exceptions.ClientError(
         {"Error": {"Code": code, "Message": "nope"}}, "GetWebIdentityToken"

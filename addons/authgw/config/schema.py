@@ -100,6 +100,8 @@ class StsTokenConfig:
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     max_attempts: int = 2
+    scope: str | None = None  # GetWebIdentityToken Scope; None: not sent
+    subject_mode: str | None = None  # AWSIdentity | OriginIdentity; None: not sent
     type: Literal["sts"] = "sts"
 
 

@@ -25,6 +25,11 @@ from authgw.config.schema import (
 _TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")
 
 
+# botocore's model of GetWebIdentityToken Scope: printable ASCII but space " , \, 1-256.
+_SCOPE = re.compile(r"[\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+( [\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+)*")
+STS_SUBJECT_MODES = ("AWSIdentity", "OriginIdentity")
+
+
 def parse_token(
     r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings
 ) -> TokenConfig:
@@ -136,6 +141,8 @@ def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings)
             "connect_timeout",
             "read_timeout",
             "max_attempts",
+            "scope",
+            "subject_mode",
         ),
         parent,
         "token",
@@ -163,7 +170,23 @@ def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings)
         connect_timeout=float(r.number(m, "connect_timeout", path, 2.0, low=0.1, high=60) or 2.0),
         read_timeout=float(r.number(m, "read_timeout", path, 5.0, low=0.1, high=60) or 5.0),
         max_attempts=int(r.number(m, "max_attempts", path, 2, low=1, high=10, integer=True) or 2),
+        scope=_scope(r, m, path),
+        subject_mode=(
+            r.choice(m, "subject_mode", path, STS_SUBJECT_MODES, "")
+            if m.get("subject_mode") is not None
+            else None
+        ),
     )
+
+
+def _scope(r: FieldReader, m: Mapping[str, Any], path: str) -> str | None:
+    """GetWebIdentityToken's Scope: space-separated values, as botocore's model says."""
+    scope = r.optional_str(m, "scope", path, None)
+    if scope is not None and not _SCOPE.fullmatch(scope):
+        raise r.error(
+            f"{path}.scope", "must be scope values separated by single spaces", m, "scope"
+        )
+    return scope
 
 
 def _sts_audience(

@@ -149,7 +149,16 @@ class StsSource:
 
     def cache_params(self) -> Hashable:
         c = self.config
-        return (c.signing_algorithm, c.duration, c.tags, c.region, c.profile, c.endpoint_url)
+        return (
+            c.signing_algorithm,
+            c.duration,
+            c.tags,
+            c.region,
+            c.profile,
+            c.endpoint_url,
+            c.scope,
+            c.subject_mode,
+        )
 
     async def fetch(self, audience: tuple[str, ...]) -> Token:
         if not audience:
@@ -161,6 +170,10 @@ class StsSource:
         }
         if self.config.tags:
             kwargs["Tags"] = [{"Key": k, "Value": v} for k, v in self.config.tags]
+        if self.config.scope is not None:
+            kwargs["Scope"] = self.config.scope
+        if self.config.subject_mode is not None:
+            kwargs["SubjectMode"] = self.config.subject_mode
         loop = asyncio.get_running_loop()
         try:
             self.check()

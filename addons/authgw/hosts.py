@@ -131,3 +131,15 @@ class HostPattern:
         if not self.host:
             return True
         return host.endswith("." + self.host)
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every plain-http request; parsing is not free
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: where plain http never leaves the machine."""
+    host = normalize_host(host)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

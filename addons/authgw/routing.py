@@ -6,12 +6,10 @@ callers turn it into a config error or a 400.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Sequence
 
 from authgw.config import Route, TokenConfig
-from authgw.hosts import HostPattern, normalize_host, parse_host_port
+from authgw.hosts import HostPattern, is_loopback, normalize_host, parse_host_port
 
 # Host parsing lives in authgw.hosts; these names stay importable from here.
 __all__ = [
@@ -58,18 +56,6 @@ def dynamic_audience(scheme: str, host: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme.lower()}://{host}"
-
-
-@functools.lru_cache(maxsize=1024)  # asked on every plain-http request; parsing is not free
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1: where plain http never leaves the machine."""
-    host = normalize_host(host)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def audience_for(token: TokenConfig, scheme: str, host: str) -> tuple[str, ...]:

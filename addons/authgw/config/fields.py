@@ -118,7 +118,11 @@ class FieldReader:
         if not _HEADER_NAME.fullmatch(value):
             raise self.error(path, "is not a valid header name", parent, key)
 
-    def secret(self, m: Mapping[str, Any], key: str, path: str) -> SecretRef:
+    def secret(
+        self, m: Mapping[str, Any], key: str, path: str, *, literal_ok: bool = False
+    ) -> SecretRef:
+        """A secret reference; a literal works but is warned about, unless ``literal_ok``
+        (an OAuth2 client id is no secret)."""
         where = join(path, key)
         if key not in m or m[key] is None:
             raise self.error(where, f"is required: {_SECRET_FORMS} or a string", m, key)
@@ -126,6 +130,8 @@ class FieldReader:
         if isinstance(raw, str):
             if not raw:
                 raise self.error(where, "must not be empty", m, key)
+            if literal_ok:
+                return SecretRef(kind="literal", literal=raw)
             self.warnings.append(
                 f"{where} is a literal in the config file; prefer {{env: NAME}} or "
                 "{file: PATH} so the secret stays out of the file"

@@ -114,7 +114,11 @@ def _listen_address(r: FieldReader, value: str, path: str, parent: Any) -> tuple
 def _cache(r: FieldReader, top: Mapping[str, Any]) -> CacheSettings:
     raw = top.get("cache") or {}
     m = r.mapping(
-        raw, "cache", ("max_entries", "refresh_ahead", "min_ttl", "error_backoff"), top, "cache"
+        raw,
+        "cache",
+        ("max_entries", "refresh_ahead", "min_ttl", "error_backoff", "default_ttl"),
+        top,
+        "cache",
     )
     d = CacheSettings()
     return CacheSettings(
@@ -128,5 +132,8 @@ def _cache(r: FieldReader, top: Mapping[str, Any]) -> CacheSettings:
         min_ttl=float(r.number(m, "min_ttl", "cache", d.min_ttl, low=0, high=86_400) or 0),
         error_backoff=float(
             r.number(m, "error_backoff", "cache", d.error_backoff, low=0, high=3_600) or 0
+        ),
+        default_ttl=float(
+            r.number(m, "default_ttl", "cache", d.default_ttl, low=1, high=86_400) or 300
         ),
     )

@@ -111,7 +111,22 @@ class StaticTokenConfig:
     type: Literal["static"] = "static"
 
 
-TokenConfig = HmacTokenConfig | StsTokenConfig | StaticTokenConfig
+@dataclass(frozen=True)
+class OAuth2TokenConfig:
+    """OAuth2 client credentials (RFC 6749 4.4) from ``token_url``."""
+
+    token_url: str
+    client_id: SecretRef
+    client_secret: SecretRef
+    auth_method: str = "client_secret_basic"  # | client_secret_post
+    scope: str | None = None
+    audience: str | None = None  # a literal, or DYNAMIC: sent as the `audience` field
+    params: tuple[tuple[str, str], ...] = ()  # more form fields
+    timeout: float = 5.0
+    type: Literal["oauth2"] = "oauth2"
+
+
+TokenConfig = HmacTokenConfig | StsTokenConfig | StaticTokenConfig | OAuth2TokenConfig
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,7 @@ class CacheSettings:
     refresh_ahead: float = 60.0
     min_ttl: float = 10.0
     error_backoff: float = 5.0
+    default_ttl: float = 300.0  # life of a token that says nothing of its expiry (oauth2)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from authgw.config.fields import FieldReader, kind_of, plain, show
 from authgw.config.schema import (
@@ -17,10 +18,12 @@ from authgw.config.schema import (
     STS_ALGORITHMS,
     CacheSettings,
     HmacTokenConfig,
+    OAuth2TokenConfig,
     StaticTokenConfig,
     StsTokenConfig,
     TokenConfig,
 )
+from authgw.hosts import is_loopback
 
 _TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")
 
@@ -28,6 +31,7 @@ _TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")
 # botocore's model of GetWebIdentityToken Scope: printable ASCII but space " , \, 1-256.
 _SCOPE = re.compile(r"[\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+( [\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+)*")
 STS_SUBJECT_MODES = ("AWSIdentity", "OriginIdentity")
+OAUTH2_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 def parse_token(
@@ -44,7 +48,64 @@ def parse_token(
     if kind == "static":
         m = r.mapping(raw, path, ("type", "value"), parent, "token")
         return StaticTokenConfig(value=r.secret(m, "value", path))
-    raise r.error(f"{path}.type", f"is not one of hmac, sts, static ({show(kind)})", raw, "type")
+    if kind == "oauth2":
+        return _oauth2(r, raw, path, parent)
+    reason = f"is not one of hmac, sts, static, oauth2 ({show(kind)})"
+    raise r.error(f"{path}.type", reason, raw, "type")
+
+
+def _oauth2(r: FieldReader, raw: Any, path: str, parent: Any) -> OAuth2TokenConfig:
+    m = r.mapping(
+        raw,
+        path,
+        (
+            "type",
+            "token_url",
+            "client_id",
+            "client_secret",
+            "auth_method",
+            "scope",
+            "audience",
+            "params",
+            "timeout",
+        ),
+        parent,
+        "token",
+    )
+    token_url = r.string(m, "token_url", path, "")
+    parts = urlsplit(token_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise r.error(f"{path}.token_url", "is required: an http(s) URL", m, "token_url")
+    if parts.username is not None or parts.password is not None:
+        reason = "must not hold credentials (use client_id and client_secret)"
+        raise r.error(f"{path}.token_url", reason, m, "token_url")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        reason = "plain http is accepted only to loopback (the client secret travels there)"
+        raise r.error(f"{path}.token_url", reason, m, "token_url")
+    params = m.get("params") or {}
+    if not isinstance(params, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+    ):
+        raise r.error(f"{path}.params", "must be a mapping of strings to strings", m, "params")
+    reserved = {"grant_type", "scope", "audience", "client_id", "client_secret"} & set(params)
+    if reserved:
+        reason = f"{', '.join(sorted(reserved))} are set by the other keys, not params"
+        raise r.error(f"{path}.params", reason, m, "params")
+    audience = r.optional_str(m, "audience", path, None)
+    scope = r.optional_str(m, "scope", path, None)
+    for key, value in (("audience", audience), ("scope", scope)):
+        if value == "":
+            raise r.error(f"{path}.{key}", "must not be empty (null leaves it out)", m, key)
+    return OAuth2TokenConfig(
+        token_url=token_url,
+        client_id=r.secret(m, "client_id", path, literal_ok=True),
+        client_secret=r.secret(m, "client_secret", path),
+        auth_method=r.choice(m, "auth_method", path, OAUTH2_AUTH_METHODS, "client_secret_basic"),
+        scope=scope,
+        audience=audience,
+        params=tuple(sorted((str(k), str(v)) for k, v in params.items())),
+        timeout=float(r.number(m, "timeout", path, 5.0, low=0.1, high=120) or 5.0),
+    )
 
 
 def _hmac(

@@ -19,7 +19,11 @@ __all__ = ["Clock", "SecretReader", "SecretStore", "TokenSource", "build", "buil
 
 
 def build(
-    route: Route, *, clock: Clock = time.time, secrets: SecretStore | None = None
+    route: Route,
+    *,
+    clock: Clock = time.time,
+    secrets: SecretStore | None = None,
+    default_ttl: float = 300.0,
 ) -> TokenSource:
     """The source for ``route.token``. STS (and so boto3) is imported only when used;
     remote secrets come from ``secrets`` (shared across reloads)."""
@@ -35,6 +39,17 @@ def build(
         from authgw.sources.static import StaticSource
 
         return StaticSource(route.name, token, clock=clock, reader=store.reader(token.value))
+    if token.type == "oauth2":
+        from authgw.sources.oauth2 import OAuth2Source
+
+        return OAuth2Source(
+            route.name,
+            token,
+            clock=clock,
+            default_ttl=default_ttl,
+            client_id=store.reader(token.client_id),
+            client_secret=store.reader(token.client_secret),
+        )
     from authgw.sources.sts import StsSource
 
     return StsSource(route.name, token, clock=clock)
@@ -57,12 +72,14 @@ def build_all(
         token = route.token
         if token is None:
             continue  # a verify-only route injects nothing
-        source = build(route, clock=clock, secrets=secrets)
+        source = build(route, clock=clock, secrets=secrets, default_ttl=config.cache.default_ttl)
         try:
             source.check()
         except MissingSecret as e:
-            ref = token.secret if token.type == "hmac" else getattr(token, "value", None)
-            if ref is not None and ref.remote:
+            refs = [
+                getattr(token, k, None) for k in ("secret", "value", "client_secret", "client_id")
+            ]
+            if any(ref is not None and ref.remote for ref in refs):
                 notes.append(f"route {route.name}: {e}; answering 502 until a read succeeds")
             elif token.type == "hmac" and token.optional:
                 notes.append(
@@ -70,7 +87,9 @@ def build_all(
                     "a token until it appears"
                 )
             else:
-                field_name = "value" if token.type == "static" else "secret"
+                field_name = {"static": "value", "oauth2": "client_secret"}.get(
+                    token.type, "secret"
+                )
                 raise ConfigError(f"routes[{i}].token.{field_name}", str(e)) from e
         except Exception as e:  # noqa: BLE001 - botocore: no region, unknown profile, ...
             reason = str(e)

@@ -106,3 +106,45 @@ def test_sts_scope_and_subject_mode() -> None:
     assert "routes[0].token.subject_mode: is not one of AWSIdentity, OriginIdentity" in str(
         error("version: 1\nroutes:\n" + route % "subject_mode: Me")
     )
+
+
+OAUTH2 = "  - {name: r, hosts: [h], token: {type: oauth2, %s}}\n"
+IDS = "client_id: my-app, client_secret: {env: S}"
+
+
+def test_oauth2_token() -> None:
+    cfg = parse(
+        "version: 1\nroutes:\n"
+        + OAUTH2
+        % f"token_url: 'https://idp.example/oauth2/token', {IDS}, scope: read, "
+        "audience: dynamic, params: {resource: 'https://api.example'}, "
+        "auth_method: client_secret_post"
+    )
+    token = cfg.routes[0].token
+    assert isinstance(token, config.OAuth2TokenConfig)
+    assert token.client_id.literal == "my-app" and token.client_secret.name == "S"
+    assert (token.scope, token.audience, token.auth_method) == (
+        "read",
+        "dynamic",
+        "client_secret_post",
+    )
+    assert token.params == (("resource", "https://api.example"),)
+    assert not [w for w in cfg.warnings if "client_id" in w]  # a client id is no secret
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (f"token_url: 'http://idp.example/t', {IDS}", "plain http is accepted only to loopback"),
+        (f"token_url: 'https://u:p@idp.example/t', {IDS}", "must not hold credentials"),
+        (f"token_url: 'https://idp.example/t', {IDS}, params: {{scope: x}}", "scope are set by"),
+        (f"{IDS}", "token_url: is required"),
+    ],
+)
+def test_oauth2_errors(settings: str, message: str) -> None:
+    assert message in str(error("version: 1\nroutes:\n" + OAUTH2 % settings))
+
+
+def test_oauth2_token_url_over_plain_http_to_loopback_is_fine() -> None:
+    cfg = parse("version: 1\nroutes:\n" + OAUTH2 % f"token_url: 'http://127.0.0.1:9/t', {IDS}")
+    assert cfg.routes[0].token is not None

@@ -1,8 +1,8 @@
 """Secrets read from where they are kept: a command, AWS Secrets Manager, SSM.
 
 A ``RemoteSecret`` holds the last value it read and re-reads it in a thread of its own
-every ``refresh`` seconds (sooner after a failure, and at once when an upstream rejects a
-token made from it), so ``read()`` never blocks the event loop. A failed re-read keeps
+every ``refresh`` seconds (a timer; sooner after a failure; at once when an upstream
+rejects a token made from it), so ``read()`` never blocks the event loop. A failed re-read keeps
 the last good value and says so (the log, ``status()``); until a first read succeeds,
 ``read()`` raises ``MissingSecret`` and the route answers 502 ``missing_secret``.
 ``SecretStore`` hands out one ``RemoteSecret`` per reference, so a reload that keeps a
@@ -162,6 +162,11 @@ class RemoteSecret:
             value, error = None, f"read failed ({type(e).__name__})"
         with self._lock:
             now = self._monotonic()
+            delay = (
+                self.ref.refresh
+                if value is not None
+                else min(self.ref.refresh, RETRY_AFTER_FAILURE)
+            )
             if value is not None:
                 changed = self._value is not None and value != self._value
                 self._value, self._fingerprint = value, fingerprint(value)
@@ -185,6 +190,10 @@ class RemoteSecret:
         elif value is None:
             logger.warning("authgw: %s: read failed (%s)", self.ref.describe(), error)
         running.set()
+        # Read again when due, so requests find the new value rather than start the read.
+        timer = threading.Timer(delay, self._refresh_now)
+        timer.daemon = True
+        timer.start()
 
 
 Reader = SecretReader | RemoteSecret

@@ -29,7 +29,8 @@ class SecretSource:
     ``env:`` and ``file:`` are read as the gateway reads ``{env: ...}`` and
     ``{file: ...}`` (one trailing newline dropped). ``cmd:`` runs COMMAND with
     ``/bin/sh -c`` and takes its stdout, one trailing newline dropped; the AWS ones are
-    read as the gateway reads them (SecretString, SSM decrypted). ``config:``
+    read as the gateway reads them (SecretString, or ``NAME#field`` for a JSON field of it;
+    SSM decrypted). ``config:``
     reads the hmac ``secret`` or static ``value`` of that route in that config.
     ``str()`` is the text as given; it names where the secret is, never the secret.
     """
@@ -62,7 +63,10 @@ class SecretSource:
     def read(self, *, timeout: float = 10.0) -> bytes:
         """The secret's bytes, or ``SecretUnavailable`` saying why not (never with the secret)."""
         if self.kind in ("cmd", "aws_secretsmanager", "aws_ssm"):
-            ref = SecretRef(kind=self.kind, name=self.target, timeout=timeout)
+            name, field = self.target, None
+            if self.kind == "aws_secretsmanager" and "#" in name:
+                name, _, field = name.rpartition("#")  # NAME#field: a JSON field of it
+            ref = SecretRef(kind=self.kind, name=name, field=field or None, timeout=timeout)
             try:
                 return fetcher(ref)()
             except ReadFailed as e:

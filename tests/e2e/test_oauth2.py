@@ -1,0 +1,114 @@
+"""The oauth2 source through a real mitmdump, against a token endpoint written from the RFC
+(tests/oauth2_endpoint.py): the first token, the cached one, refresh-ahead, failures as
+502 with the OAuth2 error code, and the client secret in no output."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.clients import proxy_request
+from tests.e2e.harness import GatewayFactory
+from tests.e2e.helpers import bearer_token, leaks
+from tests.e2e.upstreams import Upstream
+from tests.oauth2_endpoint import TokenEndpoint
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_ID = "e2e-client"
+CLIENT_SECRET = "e2e-client-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def endpoint() -> Iterator[TokenEndpoint]:
+    with TokenEndpoint(CLIENT_ID, CLIENT_SECRET, expires_in=300) as ep:
+        yield ep
+
+
+def config(upstream: Upstream, endpoint: TokenEndpoint, **cache: float) -> str:
+    route = {
+        "name": "idp",
+        "hosts": [f"127.0.0.1:{upstream.port}"],
+        "token": {
+            "type": "oauth2",
+            "token_url": endpoint.url,
+            "client_id": CLIENT_ID,
+            "client_secret": {"env": "E2E_CLIENT_SECRET"},
+            "auth_method": "client_secret_post",
+            "scope": "read",
+            "audience": "dynamic",
+            "timeout": 2,
+        },
+    }
+    return json.dumps({"version": 1, "cache": cache, "routes": [route]})
+
+
+def test_one_token_endpoint_call_serves_many_requests(
+    gateway_factory: GatewayFactory, upstream: Upstream, endpoint: TokenEndpoint
+) -> None:
+    gateway = gateway_factory(config(upstream, endpoint), env={"E2E_CLIENT_SECRET": CLIENT_SECRET})
+    url = f"{upstream.url}/r"
+    statuses = [proxy_request(gateway.port, "GET", url).status for _ in range(50)]
+    assert statuses == [200] * 50
+    assert len(endpoint.calls) == 1 and endpoint.calls[0]["auth"] == "client_secret_post"
+    assert {"audience", "scope", "grant_type"} <= set(endpoint.calls[0]["form"])
+    assert len({bearer_token(r.header("Authorization")) for r in upstream.requests}) == 1
+    assert not leaks({"mitmdump output": gateway.output}, [CLIENT_SECRET])
+
+
+def test_a_short_lived_token_is_refreshed_ahead_without_a_failed_request(
+    gateway_factory: GatewayFactory, upstream: Upstream, endpoint: TokenEndpoint
+) -> None:
+    endpoint.expires_in = 12  # refreshed half its life ahead: 6 s after it was issued
+    gateway = gateway_factory(
+        config(upstream, endpoint, min_ttl=1), env={"E2E_CLIENT_SECRET": CLIENT_SECRET}
+    )
+    stop, statuses = threading.Event(), []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            statuses.append(proxy_request(gateway.port, "GET", f"{upstream.url}/t").status)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    stop.wait(8)
+    stop.set()
+    thread.join(10)
+    assert statuses and set(statuses) == {200}
+    assert len(endpoint.calls) == 2, f"{len(endpoint.calls)} token endpoint calls"
+    assert len({bearer_token(r.header("Authorization")) for r in upstream.requests}) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "error_class"),
+    [("error", "invalid_scope"), ("html", "invalid_token"), ("no_token", "invalid_token")],
+)
+def test_a_failing_token_endpoint_is_a_502_naming_the_error(
+    gateway_factory: GatewayFactory,
+    upstream: Upstream,
+    endpoint: TokenEndpoint,
+    mode: str,
+    error_class: str,
+) -> None:
+    endpoint.mode = mode
+    gateway = gateway_factory(config(upstream, endpoint), env={"E2E_CLIENT_SECRET": CLIENT_SECRET})
+    resp = proxy_request(gateway.port, "GET", f"{upstream.url}/fail")
+    assert resp.status == 502 and resp.header("X-Authgw-Error") == error_class
+    assert upstream.count == 0
+    gateway.wait_for_output(rf"token unavailable \({error_class}\)")
+    assert not leaks({"mitmdump output": gateway.output, "answer": resp.text}, [CLIENT_SECRET])
+
+
+def test_a_wrong_client_secret_is_invalid_client(
+    gateway_factory: GatewayFactory, upstream: Upstream, endpoint: TokenEndpoint
+) -> None:
+    gateway = gateway_factory(
+        config(upstream, endpoint), env={"E2E_CLIENT_SECRET": "not-" + CLIENT_SECRET}
+    )
+    resp = proxy_request(gateway.port, "GET", f"{upstream.url}/wrong")
+    assert resp.status == 502 and resp.header("X-Authgw-Error") == "invalid_client"
+    assert not leaks({"mitmdump output": gateway.output}, [CLIENT_SECRET])

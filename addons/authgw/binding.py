@@ -51,13 +51,14 @@ def foreign_name(route: Route, flow: http.HTTPFlow) -> str | None:
     """Which name the route does not cover ("Host", ":authority", "request-target", "SNI"),
     or None when the upstream can only see hosts of this route."""
     req = flow.request
-    for header in req.headers.get_all("host"):
-        if not _covered(route, header, req.port):
+    port = req.port
+    for name, value in req.headers.fields:  # not get_all: this runs on every request
+        if name.lower() == b"host" and not _covered(route, value.decode("latin-1"), port):
             return "Host"
-    if req.authority and not _covered(route, req.authority, req.port):
+    if req.data.authority and not _covered(route, req.authority, port):
         return ":authority" if req.is_http2 or req.is_http3 else "request-target"
     sni = upstream_sni(flow)
     if sni is not None and normalize_host(sni) != normalize_host(req.host):
-        if not _covered(route, sni, req.port):
+        if not _covered(route, sni, port):
             return "SNI"
     return None

@@ -18,7 +18,7 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
-from authgw import routing
+from authgw import annotate, routing
 from authgw.binding import foreign_name
 from authgw.cache import CacheKey, Fetcher
 from authgw.config import Config, Route
@@ -281,6 +281,7 @@ class Decider:
     def _decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
         if state.route is not None and state.token is None and flow.response is None:
             mask(flow.request.headers, state.route)  # a token we injected is masked already
+        annotate.decided(flow, state.record)
         if count:
             self.metrics.child(
                 self.metrics.requests, state.record.route or NO_ROUTE, state.record.action

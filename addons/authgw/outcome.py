@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from authgw import annotate
 from authgw.flowlog import make_line
 from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics, upstream_error_type
@@ -30,6 +31,7 @@ class Outcomes:
         status = flow.response.status_code if flow.response else None
         if status in (401, 403) and state.record.action == "injected":
             self._upstream_rejected(rt, flow, state, status)
+            annotate.upstream_rejected(flow, status)
         self.finish(rt, flow, state, status)
 
     def _upstream_rejected(

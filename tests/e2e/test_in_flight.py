@@ -151,3 +151,31 @@ def test_a_websocket_upgrade_carries_the_token_and_is_saved_without_it(
         (flow,) = list(io.FlowReader(f).stream())
     assert flow.websocket is not None  # type: ignore[attr-defined]
     assert flow.request.headers["Authorization"] == SHOWN  # type: ignore[attr-defined]
+
+
+def test_flows_saved_with_w_carry_what_the_gateway_did(
+    gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    saved = tmp_path / "annotated.mitm"
+    broken = {
+        "name": "broken",
+        "hosts": ["broken.invalid"],
+        "token": {"type": "static", "value": {"file": str(tmp_path / "later.token")}},
+    }
+    (tmp_path / "later.token").write_text("x" * 30)
+    text = json.loads(config(upstream))
+    text["routes"].append(broken)
+    gateway = gateway_factory(
+        json.dumps(text), env={"IN_FLIGHT_STATIC": STATIC}, extra_args=["-w", str(saved)]
+    )
+    (tmp_path / "later.token").unlink()  # from now on: 502 missing_secret
+    assert proxy_request(gateway.port, "GET", f"{upstream.url}/ok").status == 200
+    assert proxy_request(gateway.port, "GET", "http://broken.invalid/x").status == 502
+    gateway_factory.stop_all()
+
+    with saved.open("rb") as f:
+        flows = {flow.request.path: flow for flow in io.FlowReader(f).stream()}  # type: ignore[attr-defined]
+    ok, failed = flows["/ok"], flows["/x"]
+    assert ok.comment == "authgw: api injected static" and not ok.marked  # opaque: no kid, no exp
+    assert failed.comment == "authgw: broken token unavailable (missing_secret)"
+    assert failed.marked

@@ -157,25 +157,23 @@ def test_flows_saved_with_w_carry_what_the_gateway_did(
     gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
 ) -> None:
     saved = tmp_path / "annotated.mitm"
-    broken = {
-        "name": "broken",
-        "hosts": ["broken.invalid"],
-        "token": {"type": "static", "value": {"file": str(tmp_path / "later.token")}},
+    elsewhere = {  # plain http to a host that is not loopback: 502 insecure_upstream
+        "name": "elsewhere",
+        "hosts": ["elsewhere.invalid"],
+        "token": {"type": "static", "value": {"env": "IN_FLIGHT_STATIC"}},
     }
-    (tmp_path / "later.token").write_text("x" * 30)
     text = json.loads(config(upstream))
-    text["routes"].append(broken)
+    text["routes"].append(elsewhere)
     gateway = gateway_factory(
         json.dumps(text), env={"IN_FLIGHT_STATIC": STATIC}, extra_args=["-w", str(saved)]
     )
-    (tmp_path / "later.token").unlink()  # from now on: 502 missing_secret
     assert proxy_request(gateway.port, "GET", f"{upstream.url}/ok").status == 200
-    assert proxy_request(gateway.port, "GET", "http://broken.invalid/x").status == 502
+    assert proxy_request(gateway.port, "GET", "http://elsewhere.invalid/x").status == 502
     gateway_factory.stop_all()
 
     with saved.open("rb") as f:
         flows = {flow.request.path: flow for flow in io.FlowReader(f).stream()}  # type: ignore[attr-defined]
     ok, failed = flows["/ok"], flows["/x"]
     assert ok.comment == "authgw: api injected static" and not ok.marked  # opaque: no kid, no exp
-    assert failed.comment == "authgw: broken token unavailable (missing_secret)"
+    assert failed.comment == "authgw: elsewhere token unavailable (insecure_upstream)"
     assert failed.marked

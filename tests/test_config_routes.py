@@ -104,3 +104,10 @@ def test_secrets_read_where_they_are_kept(secret: str, expected: tuple[object, .
 )
 def test_secret_source_errors(secret: str, message: str) -> None:
     assert str(error(WITH_SECRET.format(secret))).startswith(message)
+
+
+def test_verify_leeway() -> None:
+    cfg = parse(
+        "version: 1\nroutes:\n  - {name: v, hosts: [h], verify: {secret: {env: S}, leeway: 5}}\n"
+    )
+    assert cfg.routes[0].verify is not None and cfg.routes[0].verify.leeway == 5

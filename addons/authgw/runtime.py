@@ -155,7 +155,7 @@ class RuntimeManager:
         verifiers = {
             r.name: old.verifiers[r.name]
             if old is not None and r.name in kept
-            else RouteVerifier(r.name, r.verify, clock=self._clock)
+            else RouteVerifier(r.name, r.verify, clock=self._clock, secrets=self.secrets)
             for r in cfg.routes
             if r.verify is not None
         }

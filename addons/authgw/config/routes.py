@@ -111,7 +111,9 @@ def _inbound(r: FieldReader, m: Mapping[str, Any], path: str, header: str) -> st
 
 
 def _verify(r: FieldReader, raw: Any, path: str, parent: Any) -> VerifyConfig:
-    m = r.mapping(raw, path, ("secret", "jwks", "audience", "issuer", "enforce"), parent, "verify")
+    m = r.mapping(
+        raw, path, ("secret", "jwks", "audience", "issuer", "enforce", "leeway"), parent, "verify"
+    )
     if ("secret" in m) == ("jwks" in m):
         raise r.error(path, "needs exactly one of secret, jwks", parent, "verify")
     jwks = r.optional_str(m, "jwks", path, None)
@@ -128,4 +130,5 @@ def _verify(r: FieldReader, raw: Any, path: str, parent: Any) -> VerifyConfig:
         audience=audience,
         issuer=issuer,
         enforce=r.boolean(m, "enforce", path, False),
+        leeway=float(r.number(m, "leeway", path, 0, low=0, high=3600) or 0),
     )

@@ -138,6 +138,7 @@ class VerifyConfig:
     audience: str | None = None  # a literal, or DYNAMIC
     issuer: str | None = None
     enforce: bool = False  # false: observe (flow log, metrics); true: 401 on failure
+    leeway: float = 0.0  # seconds of clock skew allowed for exp, nbf, iat
 
 
 @dataclass(frozen=True)

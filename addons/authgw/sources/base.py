@@ -99,6 +99,7 @@ class SecretReader:
 
     def read(self) -> bytes:
         """The secret's bytes, or ``MissingSecret`` naming the env var or file."""
+        assert not self.ref.remote, "remote secrets are read by sources.remote.RemoteSecret"
         value = self._load()
         if not value:
             raise MissingSecret(self._missing_reason())

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from authgw.config import VerifyConfig
-from authgw.sources.base import SecretReader
+from authgw.sources.remote import SecretStore
 from authgw.tokens import MissingSecret
 from authgw.verify.check import verify_hmac, verify_jwks
 from authgw.verify.errors import JwksUnavailable, SecretUnavailable
@@ -34,11 +34,13 @@ class RouteVerifier:
         clock: Callable[[], float] = time.time,
         jwks_ttl: float = 300.0,
         refetch_after: float = 30.0,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.route = route
         self.config = config
         self._clock = clock
-        self._secret = SecretReader(config.secret) if config.secret is not None else None
+        store = secrets or SecretStore()
+        self._secret = store.reader(config.secret) if config.secret is not None else None
         self._jwks_source = JwksSource(config.jwks) if config.jwks is not None else None
         self._jwks: Jwks | None = None
         self._fetched_at = float("-inf")
@@ -72,16 +74,23 @@ class RouteVerifier:
             with warnings.catch_warnings():  # a short secret is the config's business
                 warnings.simplefilter("ignore")
                 return verify_hmac(
-                    token, secret, audience=audience, issuer=c.issuer, now=self._clock()
+                    token,
+                    secret,
+                    audience=audience,
+                    issuer=c.issuer,
+                    now=self._clock(),
+                    leeway=c.leeway,
                 )
         jwks = await self._load_jwks(force=False)
-        verdict = verify_jwks(token, jwks, audience=audience, issuer=c.issuer, now=self._clock())
+        verdict = verify_jwks(
+            token, jwks, audience=audience, issuer=c.issuer, now=self._clock(), leeway=c.leeway
+        )
         if verdict.reason == "unknown_kid" and self._clock() - self._fetched_at > (
             self._refetch_after
         ):
             jwks = await self._load_jwks(force=True)  # keys may have rotated
             verdict = verify_jwks(
-                token, jwks, audience=audience, issuer=c.issuer, now=self._clock()
+                token, jwks, audience=audience, issuer=c.issuer, now=self._clock(), leeway=c.leeway
             )
         return verdict
 

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authgw.addon import AuthGateway
 from authgw.cache import CacheKey
-from authgw.metrics import Metrics, MetricsServer, upstream_error_type
+from authgw.metrics import Metrics, upstream_error_type
+from authgw.statusport import MetricsServer
 from authgw.tokens import TokenUnavailable, fingerprint
 from tests.fakes import FakeClock, hook, wire
 
@@ -218,19 +219,21 @@ def test_metrics_server_serves_metrics_and_status() -> None:
             answers = {}
             for path in ("/metrics", "/status", "/nope"):
                 reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                writer.write(
+                    f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                )
                 answers[path] = await asyncio.wait_for(reader.read(), 5)
                 writer.close()
                 await writer.wait_closed()
         finally:
             await server.close()
-        assert answers["/metrics"].startswith(b"HTTP/1.0 200 OK")
+        assert answers["/metrics"].startswith(b"HTTP/1.1 200 OK")
         assert b'authgw_requests_total{outcome="injected",route="r"} 1.0' in answers["/metrics"]
         assert (
             answers["/status"].split(b"\r\n\r\n", 1)[1].strip()
             == b'{\n  "routes": [\n    "ok"\n  ]\n}'
         )
-        assert answers["/nope"].startswith(b"HTTP/1.0 404")
+        assert answers["/nope"].startswith(b"HTTP/1.1 404")
 
     run(main())
 
@@ -287,3 +290,41 @@ def test_config_file_changes_are_picked_up_and_broken_ones_refused(
         in caplog.text
     )
     assert "routes[0].token.algorithm: is not one of" in caplog.text
+
+
+def test_health_readiness_head_keep_alive_and_bad_input() -> None:
+    """/healthz, /readyz (503 naming broken routes), HEAD, two requests on one connection,
+    and a huge request line refused without an answer from the proxy's side."""
+
+    async def main() -> None:
+        broken = {"ready": False, "broken": [{"route": "sts", "error_class": "Throttling"}]}
+        state = {"ok": False}
+        server = MetricsServer("127.0.0.1", 0, Metrics(), dict, lambda: (state["ok"], broken))
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            answers = []
+            for method, path in (("GET", "/healthz"), ("GET", "/readyz"), ("HEAD", "/metrics")):
+                writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = b"" if method == "HEAD" else await reader.readexactly(length)
+                answers.append((head.split(b"\r\n")[0], body))
+            writer.close()
+            assert answers[0] == (b"HTTP/1.1 200 OK", b"ok\n")
+            assert answers[1][0] == b"HTTP/1.1 503 Service Unavailable"
+            assert json.loads(answers[1][1]) == broken
+            assert answers[2][0] == b"HTTP/1.1 200 OK"
+
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /" + b"a" * 1_000_000 + b" HTTP/1.1\r\n\r\n")
+            try:
+                answer = await asyncio.wait_for(reader.read(), 5)
+            except ConnectionError:
+                answer = b""
+            writer.close()
+            assert not answer.startswith(b"HTTP/1.1 200")
+        finally:
+            await server.close()
+
+    run(main())

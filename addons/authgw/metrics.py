@@ -5,16 +5,12 @@ error classes, outcomes and status codes; never a host or an audience. The serve
 runs on mitmproxy's event loop, so ``/status`` reads the cache from the thread that
 owns it.
 
-    GET /metrics   Prometheus text format
-    GET /status    JSON: routes, sources, fingerprints, cached tokens, last errors
+The port itself is ``statusport.py``'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import socket
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +22,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from authgw.cache import CacheKey, TokenCache
 from authgw.config import Config
@@ -207,77 +203,3 @@ def status_document(
         "backoff": failures,
         "unmatched_errors": last_errors.get(NO_ROUTE),
     }
-
-
-class MetricsServer:
-    """A minimal HTTP/1.0 server on the event loop for /metrics and /status.
-
-    The socket is bound when the server is made, so a busy or forbidden address is an
-    error at configure time (mitmdump refuses to start), not a log line later.
-    """
-
-    def __init__(
-        self, host: str, port: int, metrics: Metrics, status: Callable[[], dict[str, Any]]
-    ) -> None:
-        self.address = (host, port)
-        self._metrics = metrics
-        self._status = status
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._sock.bind((host, port))
-            self._sock.listen(64)
-            self._sock.setblocking(False)
-        except OSError:
-            self._sock.close()
-            raise
-        self.port = self._sock.getsockname()[1]
-        self._server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, sock=self._sock)
-        logger.info(
-            "authgw: metrics and status on http://%s:%d/metrics and /status",
-            self.address[0],
-            self.port,
-        )
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        else:
-            self._sock.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
-            method, _, rest = request.decode("latin-1").partition(" ")
-            path = rest.split(" ", 1)[0].split("?", 1)[0]
-            if method != "GET":
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif path == "/metrics":
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self._metrics.text()
-            elif path == "/status":
-                body = json.dumps(self._status(), indent=2).encode() + b"\n"
-                status, ctype = "200 OK", "application/json"
-            else:
-                status, ctype, body = "404 Not Found", "text/plain", b"/metrics or /status\n"
-            writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ConnectionError,
-        ):
-            pass
-        except Exception:  # noqa: BLE001 - a status bug must not take the proxy down
-            logger.exception("authgw: metrics server failed to answer")
-        finally:
-            writer.close()

@@ -22,7 +22,8 @@ from authgw import routing, sources
 from authgw.cache import TokenCache
 from authgw.config import Config, ConfigError
 from authgw.flowlog import FlowLog
-from authgw.metrics import Metrics, MetricsServer, status_document
+from authgw.metrics import NO_ROUTE, Metrics, status_document
+from authgw.statusport import MetricsServer
 from authgw.verify import RouteVerifier
 
 logger = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class RuntimeManager:
         if self._server is not None and self._server.address == address:
             return self._server
         try:
-            return MetricsServer(address[0], address[1], self.metrics, self.status)
+            return MetricsServer(address[0], address[1], self.metrics, self.status, self.readiness)
         except OSError as e:
             raise ConfigError(
                 where, f"cannot listen on {address[0]}:{address[1]}: {e.strerror}"
@@ -218,6 +219,31 @@ class RuntimeManager:
         return status_document(
             rt.config, rt.sources, rt.verifiers, rt.cache, rt.last_errors, self._clock()
         )
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, the /readyz document): a config is loaded and no route is broken. A
+        route is broken when its last fetch failed and it holds no usable token, or its
+        secret (kept elsewhere) has never been read."""
+        rt = self.current
+        if rt is None:
+            return False, {"ready": False, "reason": "no config loaded"}
+        usable = {key.route for key, _ in rt.cache.items()}
+        broken = {
+            name: error["error_class"]
+            for name, error in rt.last_errors.items()
+            if name != NO_ROUTE and name not in usable
+        }
+        for route in rt.config.routes:
+            source = rt.sources.get(route.name)
+            secret = getattr(source, "secret", None)
+            optional = getattr(route.token, "optional", False)
+            if secret is not None and not optional and secret.fingerprint_or_none() is None:
+                broken.setdefault(route.name, "missing_secret")
+        doc = {
+            "ready": not broken,
+            "broken": [{"route": n, "error_class": c} for n, c in sorted(broken.items())],
+        }
+        return not broken, doc
 
     # -- the reload watcher ------------------------------------------------------
 

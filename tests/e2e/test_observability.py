@@ -632,3 +632,21 @@ def test_a_thousand_hosts_keep_the_cache_and_the_labels_bounded(
         {"/metrics": final.text, "/status": status_text, "mitmdump output": gateway.output},
         [secret, *(bearer_token(r) for r in received)],
     )
+
+
+def test_healthz_and_readyz_name_a_broken_route_until_it_recovers(obs: Obs) -> None:
+    def get(path: str) -> tuple[int, str]:
+        resp = direct_request(obs.metrics_port, "GET", path, timeout=5)
+        return resp.status, resp.text
+
+    assert get("/healthz") == (200, "ok\n")
+    obs.emulator.fail_with("AccessDenied")
+    assert obs.get("shown_failing", "/ready-1").status == 502
+    status, text = get("/readyz")
+    broken = json.loads(text)["broken"]
+    assert status == 503 and {"route": "shown_failing", "error_class": "AccessDenied"} in broken
+    assert "counted" not in {b["route"] for b in broken}
+    obs.emulator.reset()
+    wait_until(lambda: obs.get("shown_failing", "/ready-2").status == 200, 15)
+    status, text = get("/readyz")
+    assert "shown_failing" not in {b["route"] for b in json.loads(text)["broken"]}

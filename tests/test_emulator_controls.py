@@ -6,24 +6,23 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from authgw.emulator import StsEmulator
-from tests.emulator_helpers import FIXED_NOW, NO_RETRY, error_of, http, make_client
+from tests.emulator_helpers import (
+    FIXED_NOW,
+    NO_RETRY,
+    error_of,
+    http,
+    make_client,
+    post_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.usefixtures("bare_aws_env")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 # -- fault injection ---------------------------------------------------------------------
@@ -191,13 +190,6 @@ def test_calls_are_recorded(fixed_clock_emulator: StsEmulator) -> None:
 
 
 # -- HTTP control endpoints ----------------------------------------------------------------
-
-
-def post_json(url: str, payload: object) -> tuple[int, Any]:
-    status, body = http(
-        "POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
-    )
-    return status, json.loads(body)
 
 
 def test_http_fault_endpoint_injects_and_clears(emulator: StsEmulator) -> None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from authgw.emulator import StsEmulator
-from tests.emulator_helpers import http, make_client
+from tests.emulator_helpers import STS_ENV_NAMES, http, make_client, serving
 
 pytestmark = pytest.mark.usefixtures("bare_aws_env")
 
@@ -81,45 +76,20 @@ def test_calls_are_logged_without_the_token(
     assert capfd.readouterr().err == ""  # http.server's access log is silenced
 
 
-def test_serve_prints_the_environment_and_stops_on_ctrl_c(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from authgw.emulator import serve; serve(port=0)"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(8)]
-        settings = dict(line.split("=", 1) for line in lines if "=" in line and "#" not in line)
-        assert set(settings) == {
-            "AWS_ENDPOINT_URL_STS",
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        }
+def test_serve_prints_the_environment_and_stops_on_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    with serving("-c", "from authgw.emulator import serve; serve(port=0)") as (settings, lines):
+        assert {name for name in settings if name.startswith("AWS_")} == STS_ENV_NAMES
         assert settings["AWS_REGION"] == settings["AWS_DEFAULT_REGION"] == "us-east-1"
         url = settings["AWS_ENDPOINT_URL_STS"]
         assert url.startswith("http://127.0.0.1:") and url in lines[0]
         status, body = http("GET", url + "/.well-known/openid-configuration")
         assert status == 200 and json.loads(body)["issuer"] == url
         # Plain boto3 with exactly the printed variables (bare_aws_env cleared the rest).
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
+        for name in STS_ENV_NAMES:
+            monkeypatch.setenv(name, settings[name])
         import boto3
 
         token = boto3.client("sts").get_web_identity_token(
             Audience=["https://printed.example"], SigningAlgorithm="RS256"
         )["WebIdentityToken"]
         assert jwt.get_unverified_header(token)["alg"] == "RS256"
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=5)

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from authgw.emulator import StsEmulator
-from tests.emulator_helpers import FIXED_NOW, NO_RETRY, error_of, http, make_client
+from tests.emulator_helpers import FIXED_NOW, NO_RETRY, error_of, http, make_client, verify_token
 
 pytestmark = pytest.mark.usefixtures("bare_aws_env")
 
@@ -27,21 +27,9 @@ NO_CLIENT_VALIDATION = Config(
 
 def verify(token: str, sts: StsEmulator, audience: str, check_times: bool = True) -> dict[str, Any]:
     """Verify like a relying party: keys from the JWKS, then signature, aud and iss."""
-    signing_key = jwt.PyJWKClient(sts.jwks_url, timeout=5).get_signing_key_from_jwt(token)
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        signing_key,
-        algorithms=["RS256", "ES384"],
-        audience=audience,
-        issuer=sts.issuer,
-        options={
-            "require": ["exp", "iat", "nbf", "jti", "sub"],
-            "verify_exp": check_times,
-            "verify_iat": check_times,
-            "verify_nbf": check_times,
-        },
+    return verify_token(
+        token, sts, audience, require=("exp", "iat", "nbf", "jti", "sub"), check_times=check_times
     )
-    return claims
 
 
 # -- tokens ---------------------------------------------------------------------------

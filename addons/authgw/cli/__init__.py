@@ -7,7 +7,7 @@ No verb prints a secret; only ``authgw token`` (without ``--decode``) prints a
 token, because that is what it is for. Secrets and tokens show as fingerprints.
 
 The verbs live by job: ``run_check`` (run, check), ``tokens`` (decode, token,
-verify), ``drift``, ``status``, ``emulator`` (sts-emulator); ``table`` prints
+verify), ``drift``, ``status``, ``emulator`` (and its alias sts-emulator); ``table`` prints
 their listings. This module only wires them to the command line.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from authgw.cli.drift import cmd_drift
-from authgw.cli.emulator import cmd_sts_emulator
+from authgw.cli.emulator import cmd_emulator
 from authgw.cli.run_check import addon_script, cmd_check, cmd_run, mitmdump_argv
 from authgw.cli.status import cmd_status
 from authgw.cli.tokens import cmd_decode, cmd_token, cmd_verify
@@ -90,10 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
     p.set_defaults(func=cmd_status)
 
-    p = verb("sts-emulator", "run a local STS (GetWebIdentityToken) for offline use")
+    about = "run a local STS (GetWebIdentityToken), OAuth2 token endpoint and JWKS"
+    p = sub.add_parser("emulator", aliases=["sts-emulator"], help=about, description=about)
     p.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
     p.add_argument("--port", type=int, default=8090, help="listen port (8090)")
-    p.set_defaults(func=cmd_sts_emulator)
+    p.add_argument(
+        "--oauth2-client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET",
+        help="register an OAuth2 client (repeatable); with none, the demo client",
+    )
+    p.add_argument(
+        "--oauth2-clients",
+        metavar="FILE",
+        help='register the OAuth2 clients of a JSON {"id": "secret"}',
+    )
+    p.set_defaults(func=cmd_emulator)
     return parser
 
 

@@ -58,12 +58,22 @@ def jwks(keys: Iterable[SigningKey]) -> dict[str, Any]:
 
 
 def openid_configuration(
-    issuer: str, jwks_uri: str, algorithms: Iterable[str], claims: Iterable[str]
+    issuer: str,
+    jwks_uri: str,
+    algorithms: Iterable[str],
+    claims: Iterable[str],
+    *,
+    token_endpoint: str,
+    token_endpoint_auth_methods: Iterable[str],
 ) -> dict[str, Any]:
-    """The OIDC discovery document of ``issuer``, pointing verifiers at its JWKS."""
+    """The OIDC discovery document of ``issuer``, pointing verifiers at its JWKS and
+    clients at its token endpoint (client credentials only)."""
     return {
         "issuer": issuer,
         "jwks_uri": jwks_uri,
+        "token_endpoint": token_endpoint,
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": list(token_endpoint_auth_methods),
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(algorithms),

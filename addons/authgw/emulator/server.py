@@ -1,34 +1,43 @@
-"""The emulator's HTTP server: its lifecycle, and which path goes to which part.
+"""The emulator's lifecycle and controls, and ``serve()`` for ``authgw emulator``.
 
-``StsEmulator`` binds a loopback port, serves on a daemon thread and sends each
-request to the part that answers it: ``POST /`` to the STS query protocol
-(``authgw.emulator.sts``), ``/.well-known/*`` to discovery and the JWKS
-(``authgw.emulator.keys``), ``/_emulator/*`` to the test controls
-(``authgw.emulator.controls``). ``serve()`` runs one in the foreground for
-``authgw sts-emulator``.
+``StsEmulator`` binds a loopback port and serves on a daemon thread; its handler
+(``authgw.emulator.handler``) sends ``POST /`` to the STS query protocol, ``POST
+/oauth2/token`` to the OAuth2 token endpoint, ``/.well-known/*`` to discovery and the
+JWKS, and ``/_emulator/*`` to the test controls that are also methods here.
+``serve()`` runs one in the foreground and prints how to use it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 import authgw.emulator.keys as keys
-from authgw.emulator.controls import CallLog, Faults, fault_settings
+from authgw.emulator.controls import CallLog, Faults
+from authgw.emulator.handler import EmulatorServer, EmulatorServer6, Handler
+from authgw.emulator.oauth2 import (
+    AUTH_METHODS,
+    DEFAULT_LIFETIME,
+    SIGNING_ALGORITHM,
+    TOKEN_PATH,
+    OAuth2Service,
+)
+from authgw.emulator.oauth2 import TOKEN_CLAIMS as OAUTH2_CLAIMS
+from authgw.emulator.oauth2_controls import OAuth2Controls
+from authgw.emulator.oauth2_request import (
+    DEMO_OAUTH2_CLIENT_ID,
+    DEMO_OAUTH2_CLIENT_SECRET,
+    OAuth2Client,
+    client_registry,
+)
 from authgw.emulator.sts import (
     AWS_ERRORS,
     DEMO_ACCESS_KEY_ID,
+    DEMO_ORIGIN_SUBJECT,
     DEMO_REGION,
     DEMO_SECRET_ACCESS_KEY,
     TOKEN_CLAIMS,
@@ -38,15 +47,17 @@ from authgw.emulator.sts_request import SIGNING_ALGORITHMS, CallRecord
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1 << 20
+_AWS_MESSAGES = {code: error.message for code, error in AWS_ERRORS.items()}
 
 
-class StsEmulator:
-    """A local STS ``GetWebIdentityToken`` endpoint on its own HTTP server thread.
+class StsEmulator(OAuth2Controls):
+    """A local STS ``GetWebIdentityToken`` and OAuth2 token endpoint on one HTTP server thread.
 
     Use as ``with StsEmulator() as sts: ...`` or ``start()`` / ``stop()``. ``url``,
-    ``issuer`` and ``jwks_url`` are valid once started. Fault and latency controls
-    and the call record are thread-safe.
+    ``issuer``, ``jwks_url`` and ``token_url`` are valid once started. Fault and latency
+    controls and the call records are thread-safe. ``oauth2_clients`` (``{id: secret}``
+    or ``OAuth2Client``s) replaces the one demo client; ``origin_subject`` is the ``sub``
+    of ``SubjectMode=OriginIdentity`` tokens (None: such calls are a ValidationError).
     """
 
     def __init__(
@@ -56,17 +67,22 @@ class StsEmulator:
         *,
         clock: Callable[[], float] = time.time,
         account: str = "123456789012",
+        origin_subject: str | None = DEMO_ORIGIN_SUBJECT,
+        oauth2_clients: Mapping[str, str] | Iterable[OAuth2Client] | None = None,
+        oauth2_lifetime: int = DEFAULT_LIFETIME,
     ) -> None:
+        super().__init__(oauth2_lifetime)
         self._host = host
         self._port = port
         self._clock = clock
         self._account = account
+        self._origin_subject = origin_subject
+        self._oauth2_clients = client_registry(oauth2_clients)
         self._stopping = threading.Event()
         self._faults = Faults()
         self._calls: CallLog[CallRecord] = CallLog()
         self._keys: dict[str, keys.SigningKey] = {}
-        self._sts: StsService | None = None
-        self._server: _Server | None = None
+        self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
 
@@ -78,8 +94,8 @@ class StsEmulator:
             raise RuntimeError("StsEmulator already started")
         self._stopping.clear()
         self._keys = {alg: keys.make_key(alg) for alg in SIGNING_ALGORITHMS}
-        server_class = _Server6 if ":" in self._host else _Server
-        server = server_class((self._host, self._port), _Handler)
+        server_class = EmulatorServer6 if ":" in self._host else EmulatorServer
+        server = server_class((self._host, self._port), Handler)
         server.emulator = self
         host, port = server.server_address[:2]
         if isinstance(host, bytes):
@@ -90,13 +106,23 @@ class StsEmulator:
         elif host == "::":
             host = "::1"
         self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-        self._sts = StsService(
+        server.sts = StsService(
             issuer=self.issuer,
             account=self._account,
             keys=self._keys,
             clock=self._clock,
             faults=self._faults,
             calls=self._calls,
+            stopping=self._stopping,
+            origin_subject=self._origin_subject,
+        )
+        server.oauth2 = OAuth2Service(
+            issuer=self.issuer,
+            key=self._keys[SIGNING_ALGORITHM],
+            clients=self._oauth2_clients,
+            clock=self._clock,
+            faults=self._oauth2_faults,
+            calls=self._oauth2_calls,
             stopping=self._stopping,
         )
         self._server = server
@@ -150,6 +176,11 @@ class StsEmulator:
         return f"{self.url}/.well-known/jwks.json"
 
     @property
+    def token_url(self) -> str:
+        """The OAuth2 client-credentials token endpoint."""
+        return self.url + TOKEN_PATH
+
+    @property
     def account(self) -> str:
         return self._account
 
@@ -160,10 +191,7 @@ class StsEmulator:
 
         ``code`` must be a key of AWS_ERRORS; the HTTP status is the one STS uses.
         """
-        if code not in AWS_ERRORS:
-            raise ValueError(f"unknown AWS error code {code!r}; known: {', '.join(AWS_ERRORS)}")
-        default = AWS_ERRORS[code].message
-        self._faults.fail_with(code, times, message if message is not None else default)
+        self._faults.inject(code, times, message, _AWS_MESSAGES, "AWS error code")
 
     def set_latency(self, seconds: float) -> None:
         """Wait ``seconds`` before answering each GetWebIdentityToken call."""
@@ -182,11 +210,15 @@ class StsEmulator:
         self._faults.set_skew(seconds)
 
     def reset(self) -> None:
-        """Clear injected faults, latency and clock skew (the call record stays)."""
+        """Clear injected faults, latency, holds and clock skew, OAuth2's too, and restore
+        the OAuth2 token lifetime (the call records stay)."""
         self._faults.reset()
+        self._oauth2_faults.reset()
 
     def clear_calls(self) -> None:
+        """Empty both call records, STS and OAuth2."""
         self._calls.clear()
+        self._oauth2_calls.clear()
 
     @property
     def calls(self) -> list[CallRecord]:
@@ -209,134 +241,35 @@ class StsEmulator:
     # -- discovery --------------------------------------------------------------------
 
     def openid_configuration(self) -> dict[str, Any]:
+        claims = dict.fromkeys(TOKEN_CLAIMS + OAUTH2_CLAIMS)  # both, in order, once
         return keys.openid_configuration(
-            self.issuer, self.jwks_url, SIGNING_ALGORITHMS, TOKEN_CLAIMS
+            self.issuer,
+            self.jwks_url,
+            SIGNING_ALGORITHMS,
+            claims,
+            token_endpoint=self.token_url,
+            token_endpoint_auth_methods=AUTH_METHODS,
         )
 
     def jwks(self) -> dict[str, Any]:
         return keys.jwks(self._keys.values())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    *,
+    oauth2_clients: Mapping[str, str] | Iterable[OAuth2Client] | None = None,
+) -> None:
+    """Run an emulator in the foreground until Ctrl-C, after printing how to use it.
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (its own timeout) is not the emulator's error.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-    emulator: StsEmulator
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "authgw-sts-emulator"
-    # HTTP/1.0: one request per connection, so stop() leaves no idle keep-alive threads.
-    protocol_version = "HTTP/1.0"
-
-    @property
-    def emulator(self) -> StsEmulator:
-        return cast(_Server, self.server).emulator
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence http.server's stderr access log; calls are logged by the emulator."""
-
-    def _send(self, status: int, body: str, content_type: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_json(self, status: int, payload: object) -> None:
-        self._send(status, json.dumps(payload), "application/json")
-
-    def _read_body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "bad body length"})
-            return None
-        return self.rfile.read(length)
-
-    @property
-    def _path(self) -> str:
-        return urlsplit(self.path).path
-
-    def do_GET(self) -> None:
-        emulator = self.emulator
-        path = self._path
-        if path == "/.well-known/openid-configuration":
-            self._send_json(HTTPStatus.OK, emulator.openid_configuration())
-        elif path == "/.well-known/jwks.json":
-            self._send_json(HTTPStatus.OK, emulator.jwks())
-        elif path == "/_emulator/calls":
-            calls = [asdict(call) for call in emulator.calls]
-            self._send_json(HTTPStatus.OK, {"call_count": len(calls), "calls": calls})
-        elif path == "/_emulator/faults":
-            self._send_json(HTTPStatus.OK, emulator.faults_state())
-        else:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-
-    def do_DELETE(self) -> None:
-        path = self._path
-        if path == "/_emulator/faults":
-            self.emulator.reset()
-            self._send_json(HTTPStatus.OK, self.emulator.faults_state())
-        elif path == "/_emulator/calls":
-            self.emulator.clear_calls()
-            self._send_json(HTTPStatus.OK, {"call_count": 0, "calls": []})
-        else:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-
-    def do_POST(self) -> None:
-        path = self._path
-        if path == "/_emulator/faults":
-            self._post_faults()
-        elif path == "/":
-            self._post_query()
-        else:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-
-    def _post_faults(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        emulator = self.emulator
-        try:
-            code, times, latency, message = fault_settings(json.loads(body or b"{}"))
-            if code is not None:
-                emulator.fail_with(code, times, message)
-            if latency is not None:
-                emulator.set_latency(latency)
-        except ValueError as e:  # json.JSONDecodeError is a ValueError too
-            self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
-            return
-        self._send_json(HTTPStatus.OK, emulator.faults_state())
-
-    def _post_query(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        sts = self.emulator._sts
-        assert sts is not None  # set before the server thread starts
-        status, xml = sts.answer(urlsplit(self.path).query, body, self.headers.get("Authorization"))
-        self._send(status, xml, "text/xml")
-
-
-def serve(host: str = "127.0.0.1", port: int = 8090) -> None:
-    """Run an emulator in the foreground until Ctrl-C, after printing how to use it."""
-    with StsEmulator(host, port) as sts:
+    The one secret printed is the demo client's, as an assignment to eval; the secrets
+    of ``oauth2_clients`` are the caller's own and never printed.
+    """
+    registry = client_registry(oauth2_clients)
+    with StsEmulator(host, port, oauth2_clients=registry.values()) as sts:
         lines = [
-            f"authgw sts-emulator listening on {sts.url}",
+            f"authgw emulator listening on {sts.url} (STS, OAuth2, JWKS)",
             f"# issuer {sts.issuer}, JWKS {sts.jwks_url}",
             "# point boto3 / the AWS CLI at it with these environment variables:",
             f"AWS_ENDPOINT_URL_STS={sts.url}",
@@ -344,7 +277,17 @@ def serve(host: str = "127.0.0.1", port: int = 8090) -> None:
             f"AWS_DEFAULT_REGION={DEMO_REGION}",  # what boto3 itself reads
             f"AWS_ACCESS_KEY_ID={DEMO_ACCESS_KEY_ID}",
             f"AWS_SECRET_ACCESS_KEY={DEMO_SECRET_ACCESS_KEY}",
+            "# OAuth2 client credentials (client_secret_basic or client_secret_post):",
+            f"AUTHGW_OAUTH2_TOKEN_URL={sts.token_url}",
         ]
+        if oauth2_clients is None:
+            lines += [
+                f"AUTHGW_OAUTH2_CLIENT_ID={DEMO_OAUTH2_CLIENT_ID}",
+                f"AUTHGW_OAUTH2_CLIENT_SECRET={DEMO_OAUTH2_CLIENT_SECRET}",  # a demo value
+            ]
+        else:
+            ids = ", ".join(registry) or "none"
+            lines.append(f"# OAuth2 clients (secrets as given): {ids}")
         print("\n".join(lines), flush=True)
         try:
             while True:

@@ -4,8 +4,10 @@
 XML to send: a JWT for the caller, or an AWS error document. It never verifies a
 SigV4 signature: it only requires an ``AWS4-HMAC-SHA256`` ``Authorization`` header
 and reads the access key id and region from its credential scope; the caller's ARN
-is derived from the access key id. Injected faults and latency apply to every call,
-and every call is recorded.
+is derived from the access key id. With ``SubjectMode=OriginIdentity`` the ``sub``
+claim is the emulator's origin subject, standing for the trusted identity propagation
+context of a session. Injected faults and latency apply to every call, and every call
+is recorded.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from authgw.emulator.controls import CallLog, Faults
 from authgw.emulator.keys import SigningKey
 from authgw.emulator.sts_request import (
     DEFAULT_DURATION,
+    ORIGIN_IDENTITY,
     RESULT_OK,
     Caller,
     CallRecord,
     TokenRequest,
+    rule_violation,
     validate,
 )
 
@@ -38,12 +42,14 @@ logger = logging.getLogger(__name__)
 API_VERSION = "2011-06-15"
 XML_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 STS_CLAIM = "https://sts.amazonaws.com/"
-TOKEN_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", STS_CLAIM)
+TOKEN_CLAIMS = ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "scope", "subject_mode", STS_CLAIM)
 
 #: What ``serve()`` tells a user to export; the credentials are never checked.
 DEMO_REGION = "us-east-1"
 DEMO_ACCESS_KEY_ID = "AKIDSTSEMULATOR"
 DEMO_SECRET_ACCESS_KEY = "sts-emulator-dummy-secret"
+#: The ``sub`` of OriginIdentity tokens unless the emulator is given another.
+DEMO_ORIGIN_SUBJECT = "emulated-user@example.com"
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,8 @@ class _StsError(Exception):
 class StsService:
     """Answers STS query-protocol requests, signing with ``keys`` as ``issuer``.
 
-    ``stopping`` set cuts short a call waiting out an injected latency.
+    ``stopping`` set cuts short a call waiting out an injected latency. ``origin_subject``
+    is the ``sub`` of OriginIdentity tokens (None: such requests are a ValidationError).
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class StsService:
         faults: Faults,
         calls: CallLog[CallRecord],
         stopping: threading.Event,
+        origin_subject: str | None = DEMO_ORIGIN_SUBJECT,
     ) -> None:
         self._issuer = issuer
         self._account = account
@@ -119,6 +127,7 @@ class StsService:
         self._faults = faults
         self._calls = calls
         self._stopping = stopping
+        self._origin_subject = origin_subject
 
     def answer(self, url_query: str, body: bytes, authorization: str | None) -> tuple[int, str]:
         """The HTTP status and XML for one ``POST /`` (parameters in its query or form body)."""
@@ -150,12 +159,8 @@ class StsService:
         self._calls.begin()
         try:
             caller = _caller_from_authorization(authorization)
-            latency = self._faults.latency
-            if latency and self._stopping.wait(latency):
+            if not self._faults.wait_turn(self._stopping):
                 raise _StsError("ServiceUnavailable", "The emulator is shutting down.")
-            while not self._faults.gate.wait(0.05):  # held: answer once released
-                if self._stopping.is_set():
-                    raise _StsError("ServiceUnavailable", "The emulator is shutting down.")
             fault = self._faults.take()
             if fault is not None:
                 raise _StsError(fault.code, fault.message)
@@ -166,6 +171,9 @@ class StsService:
                     "ValidationError",
                     f"{len(problems)} validation {noun} detected: " + "; ".join(problems),
                 )
+            violation = rule_violation(request, self._origin_subject)
+            if violation is not None:
+                raise _StsError(*violation)
             body = self._issue(request, caller)
             result = RESULT_OK
             return body
@@ -175,9 +183,12 @@ class StsService:
         finally:
             self._calls.end(request.record(caller, received, result))
             logger.info(
-                "sts emulator: action=GetWebIdentityToken audiences=%d algorithm=%s result=%s",
+                "sts emulator: action=GetWebIdentityToken audiences=%d algorithm=%s "
+                "subject_mode=%s scope=%s result=%s",
                 len(request.audiences or ()),
                 request.algorithm or "-",
+                request.subject_mode or "-",
+                request.scope or "-",
                 result,
             )
 
@@ -193,7 +204,7 @@ class StsService:
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "aud": audiences[0] if len(audiences) == 1 else list(audiences),
-            "sub": principal,
+            "sub": self._origin_subject if request.origin_identity else principal,
             "iat": now,
             "nbf": now,
             "exp": expires,
@@ -205,6 +216,10 @@ class StsService:
                 "request_tags": {k: v for k, v in request.tags or () if k is not None},
             },
         }
+        if request.origin_identity:
+            claims["subject_mode"] = ORIGIN_IDENTITY
+        if request.scope is not None:  # copied exactly as sent
+            claims["scope"] = request.scope
         token = key.sign(claims)
         return (
             f'<GetWebIdentityTokenResponse xmlns="{XML_NAMESPACE}">'

@@ -1,8 +1,10 @@
 """One ``GetWebIdentityToken`` request: its parameters, their validation, its record.
 
 Parameters are read from a query-protocol form (``Audience.member.N``,
-``Tags.member.N.Key``) as sent; ``validate`` then lists every constraint of the
-service model they break, worded the way AWS words it.
+``Tags.member.N.Key``) as sent; parameters the action does not know are ignored.
+``validate`` then lists every constraint of the service model they break, worded the
+way AWS words it; ``rule_violation`` checks the rules the model cannot say (Scope
+only with ``SubjectMode=OriginIdentity`` and one audience, the origin subject).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 SIGNING_ALGORITHMS = ("RS256", "ES384")
+SUBJECT_MODES = ("AWSIdentity", "OriginIdentity")
+ORIGIN_IDENTITY = "OriginIdentity"
 DEFAULT_DURATION = 300
 MIN_DURATION = 60
 MAX_DURATION = 3600
@@ -21,6 +25,11 @@ MAX_TAGS = 50
 RESULT_OK = "OK"
 
 _TAG_PUNCTUATION = frozenset("_.:/=+-@")
+# The service model's pattern for Scope: RFC 6749 scope tokens, one space between them.
+SCOPE_PATTERN = r"[\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+( [\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+)*"
+MAX_SCOPE = 256
+# Control, format and separator characters: what AWS refuses in an origin subject.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class CallRecord:
     result: str  # RESULT_OK or the AWS error code answered
     access_key_id: str | None = None
     region: str | None = None
+    scope: str | None = None  # as sent; None when not sent
+    subject_mode: str | None = None  # as sent; None when not sent (AWSIdentity)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,8 @@ class TokenRequest:
     algorithm: str | None = None
     duration_raw: str | None = None
     tags: list[tuple[str | None, str | None]] | None = None
+    scope: str | None = None
+    subject_mode: str | None = None
     problems: list[str] = field(default_factory=list)
 
     @classmethod
@@ -62,7 +75,14 @@ class TokenRequest:
             algorithm=params.get("SigningAlgorithm"),
             duration_raw=params.get("DurationSeconds"),
             tags=_tag_list(params),
+            scope=params.get("Scope"),
+            subject_mode=params.get("SubjectMode"),
         )
+
+    @property
+    def origin_identity(self) -> bool:
+        """Whether ``sub`` is to be the origin subject rather than the caller's ARN."""
+        return self.subject_mode == ORIGIN_IDENTITY
 
     @property
     def duration(self) -> int | None:
@@ -83,6 +103,8 @@ class TokenRequest:
             result=result,
             access_key_id=caller.access_key_id if caller else None,
             region=caller.region if caller else None,
+            scope=self.scope,
+            subject_mode=self.subject_mode,
         )
 
 
@@ -202,10 +224,75 @@ def _validate_tags(request: TokenRequest) -> None:
         seen.add(key.lower())
 
 
+def _validate_scope(request: TokenRequest) -> None:
+    scope = request.scope
+    if scope is None:
+        return
+    if not 1 <= len(scope) <= MAX_SCOPE:
+        request.problems.append(
+            _constraint(scope, "scope", f"have length between 1 and {MAX_SCOPE}")
+        )
+    elif not re.fullmatch(SCOPE_PATTERN, scope):
+        request.problems.append(
+            _constraint(scope, "scope", f"satisfy regular expression pattern: {SCOPE_PATTERN}")
+        )
+
+
+def _validate_subject_mode(request: TokenRequest) -> None:
+    if request.subject_mode is not None and request.subject_mode not in SUBJECT_MODES:
+        request.problems.append(
+            _constraint(
+                request.subject_mode,
+                "subjectMode",
+                "satisfy enum value set: [" + ", ".join(SUBJECT_MODES) + "]",
+            )
+        )
+
+
 def validate(request: TokenRequest) -> list[str]:
     """Every broken constraint of ``request``, in the order AWS lists them; [] if none."""
     _validate_audiences(request)
     _validate_algorithm(request)
     _validate_duration(request)
     _validate_tags(request)
+    _validate_scope(request)
+    _validate_subject_mode(request)
     return request.problems
+
+
+def rule_violation(request: TokenRequest, origin_subject: str | None) -> tuple[str, str] | None:
+    """The (AWS error code, message) for a rule a model-valid ``request`` breaks, if any.
+
+    ``origin_subject`` is ``aws:OriginIdentity/Subject`` of the calling session (None:
+    the session has no trusted identity propagation context).
+    """
+    if request.scope is not None:
+        values = request.scope.split(" ")
+        if len(set(values)) != len(values):
+            return "ValidationError", "Scope must not repeat a scope value."
+        if not request.origin_identity or len(request.audiences or ()) != 1:
+            return (
+                "ValidationError",
+                "Scope can be specified only when SubjectMode is OriginIdentity "
+                "and exactly one audience is requested.",
+            )
+    if request.origin_identity:
+        return _origin_subject_violation(origin_subject)
+    return None
+
+
+def _origin_subject_violation(subject: str | None) -> tuple[str, str] | None:
+    if subject is None or not subject.strip():
+        return (
+            "ValidationError",
+            "SubjectMode OriginIdentity requires aws:OriginIdentity/Subject in the trusted "
+            "identity propagation context of the calling session.",
+        )
+    # AWS denies a subject that looks like an ARN, is padded, or hides characters.
+    hidden = any(unicodedata.category(c) in _HIDDEN_CATEGORIES and c != " " for c in subject)
+    if subject[:4].lower() == "arn:" or subject != subject.strip(" ") or hidden:
+        return (
+            "AccessDenied",
+            "The origin subject of the calling session cannot be used as the sub claim.",
+        )
+    return None

@@ -3,9 +3,9 @@
     python scripts/demo.py              # run it once and show what happened
     python scripts/demo.py --keep-running   # leave it up to try with curl
 
-It starts three local upstreams that echo what they receive, the local STS
-emulator, and mitmdump with the gateway on a generated config with one route
-per token source (hmac, sts, static). Then it sends a request through the proxy
+It starts four local upstreams that echo what they receive, the local STS and
+OAuth2 emulator, and mitmdump with the gateway on a generated config with one route
+per token source (hmac, sts, static, oauth2). Then it sends a request through the proxy
 to each and shows the token each upstream received, decoded and verified.
 Tokens are shown decoded with their fingerprint, never in full.
 """
@@ -33,7 +33,7 @@ from loopback import free_port, get_text
 
 from authgw import cli
 from authgw.cli import mitmdump_argv
-from authgw.emulator import StsEmulator
+from authgw.emulator import DEMO_OAUTH2_CLIENT_ID, DEMO_OAUTH2_CLIENT_SECRET, StsEmulator
 from authgw.tokens import fingerprint, peek
 
 DEMO_SECRET = "demo-secret-for-the-status-dashboard-0123456789"
@@ -73,7 +73,9 @@ def start_echo() -> ThreadingHTTPServer:
     return server
 
 
-def demo_config(dash: int, partner: int, gateway: int, metrics: int) -> str:
+def demo_config(
+    dash: int, partner: int, gateway: int, idp_api: int, metrics: int, token_url: str
+) -> str:
     return textwrap.dedent(f"""\
         version: 1
         flowlog: flow.jsonl
@@ -98,6 +100,15 @@ def demo_config(dash: int, partner: int, gateway: int, metrics: int) -> str:
             token:
               type: static
               value: {{file: gateway-token}}
+          - name: idp_api                   # OAuth2 client credentials (the emulator's IdP)
+            hosts: ["127.0.0.1:{idp_api}"]
+            token:
+              type: oauth2
+              token_url: {token_url}
+              client_id: {{env: DEMO_OAUTH2_CLIENT_ID}}
+              client_secret: {{env: DEMO_OAUTH2_CLIENT_SECRET}}
+              scope: read
+              audience: dynamic
         """)
 
 
@@ -176,12 +187,14 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    echoes = [start_echo() for _ in range(3)]
-    dash, partner, gw = (s.server_address[1] for s in echoes)
+    echoes = [start_echo() for _ in range(4)]
+    dash, partner, gw, idp = (s.server_address[1] for s in echoes)
     with StsEmulator() as sts, tempfile.TemporaryDirectory(prefix="authgw-demo-") as tmp:
         workdir = Path(tmp)
         metrics_port = free_port()
-        (workdir / "gateway.yaml").write_text(demo_config(dash, partner, gw, metrics_port))
+        (workdir / "gateway.yaml").write_text(
+            demo_config(dash, partner, gw, idp, metrics_port, sts.token_url)
+        )
         (workdir / "gateway-token").write_text(DEMO_STATIC + "\n")
         env = {
             k: v
@@ -198,10 +211,13 @@ def main() -> int:
                 "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
                 "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
                 "AWS_EC2_METADATA_DISABLED": "true",
+                "DEMO_OAUTH2_CLIENT_ID": DEMO_OAUTH2_CLIENT_ID,
+                "DEMO_OAUTH2_CLIENT_SECRET": DEMO_OAUTH2_CLIENT_SECRET,
             }
         )
         print(
-            f"authgw demo: upstreams on 127.0.0.1:{dash},{partner},{gw}; STS emulator at {sts.url}"
+            f"authgw demo: upstreams on 127.0.0.1:{dash},{partner},{gw},{idp}; "
+            f"STS and OAuth2 emulator at {sts.url}"
         )
         gateway = start_gateway(workdir, env)
         port = gateway.port
@@ -242,6 +258,18 @@ def main() -> int:
                     None
                     if t == DEMO_STATIC
                     else (_ for _ in ()).throw(jwt.InvalidTokenError("not the file's token"))
+                ),
+            )
+            status, echoed = through_proxy(port, "GET", f"http://127.0.0.1:{idp}/reports")
+            show(
+                "oauth2 (idp_api)",
+                status,
+                echoed,
+                lambda t: jwt.decode(
+                    t,
+                    jwks.get_signing_key_from_jwt(t).key,
+                    algorithms=["RS256"],
+                    audience="http://127.0.0.1",
                 ),
             )
             time.sleep(0.2)

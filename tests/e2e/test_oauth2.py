@@ -9,8 +9,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 
+import jwt
 import pytest
 
+from authgw.emulator import StsEmulator
 from tests.e2e.clients import proxy_request
 from tests.e2e.harness import GatewayFactory
 from tests.e2e.helpers import bearer_token, leaks
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.e2e
 
 CLIENT_ID = "e2e-client"
 CLIENT_SECRET = "e2e-client-secret-" + uuid.uuid4().hex
+ENV = {"E2E_CLIENT_SECRET": CLIENT_SECRET}
 
 
 @pytest.fixture
@@ -29,16 +32,18 @@ def endpoint() -> Iterator[TokenEndpoint]:
         yield ep
 
 
-def config(upstream: Upstream, endpoint: TokenEndpoint, **cache: float) -> str:
+def config(
+    upstream: Upstream, token_url: str, auth: str = "client_secret_post", **cache: float
+) -> str:
     route = {
         "name": "idp",
         "hosts": [f"127.0.0.1:{upstream.port}"],
         "token": {
             "type": "oauth2",
-            "token_url": endpoint.url,
+            "token_url": token_url,
             "client_id": CLIENT_ID,
             "client_secret": {"env": "E2E_CLIENT_SECRET"},
-            "auth_method": "client_secret_post",
+            "auth_method": auth,
             "scope": "read",
             "audience": "dynamic",
             "timeout": 2,
@@ -50,7 +55,9 @@ def config(upstream: Upstream, endpoint: TokenEndpoint, **cache: float) -> str:
 def test_one_token_endpoint_call_serves_many_requests(
     gateway_factory: GatewayFactory, upstream: Upstream, endpoint: TokenEndpoint
 ) -> None:
-    gateway = gateway_factory(config(upstream, endpoint), env={"E2E_CLIENT_SECRET": CLIENT_SECRET})
+    gateway = gateway_factory(
+        config(upstream, endpoint.url), env={"E2E_CLIENT_SECRET": CLIENT_SECRET}
+    )
     url = f"{upstream.url}/r"
     statuses = [proxy_request(gateway.port, "GET", url).status for _ in range(50)]
     assert statuses == [200] * 50
@@ -65,7 +72,7 @@ def test_a_short_lived_token_is_refreshed_ahead_without_a_failed_request(
 ) -> None:
     endpoint.expires_in = 12  # refreshed half its life ahead: 6 s after it was issued
     gateway = gateway_factory(
-        config(upstream, endpoint, min_ttl=1), env={"E2E_CLIENT_SECRET": CLIENT_SECRET}
+        config(upstream, endpoint.url, min_ttl=1), env={"E2E_CLIENT_SECRET": CLIENT_SECRET}
     )
     stop, statuses = threading.Event(), []
 
@@ -95,7 +102,9 @@ def test_a_failing_token_endpoint_is_a_502_naming_the_error(
     error_class: str,
 ) -> None:
     endpoint.mode = mode
-    gateway = gateway_factory(config(upstream, endpoint), env={"E2E_CLIENT_SECRET": CLIENT_SECRET})
+    gateway = gateway_factory(
+        config(upstream, endpoint.url), env={"E2E_CLIENT_SECRET": CLIENT_SECRET}
+    )
     resp = proxy_request(gateway.port, "GET", f"{upstream.url}/fail")
     assert resp.status == 502 and resp.header("X-Authgw-Error") == error_class
     assert upstream.count == 0
@@ -107,8 +116,24 @@ def test_a_wrong_client_secret_is_invalid_client(
     gateway_factory: GatewayFactory, upstream: Upstream, endpoint: TokenEndpoint
 ) -> None:
     gateway = gateway_factory(
-        config(upstream, endpoint), env={"E2E_CLIENT_SECRET": "not-" + CLIENT_SECRET}
+        config(upstream, endpoint.url), env={"E2E_CLIENT_SECRET": "not-" + CLIENT_SECRET}
     )
     resp = proxy_request(gateway.port, "GET", f"{upstream.url}/wrong")
     assert resp.status == 502 and resp.header("X-Authgw-Error") == "invalid_client"
     assert not leaks({"mitmdump output": gateway.output}, [CLIENT_SECRET])
+
+
+def test_the_emulators_token_endpoint_through_a_real_mitmdump(
+    gateway_factory: GatewayFactory, upstream: Upstream
+) -> None:
+    """The project's emulator as the IdP: its RS256 tokens verify against its JWKS."""
+    with StsEmulator(oauth2_clients={CLIENT_ID: CLIENT_SECRET}) as idp:
+        text = config(upstream, idp.token_url, "client_secret_basic")
+        gateway = gateway_factory(text, env={"E2E_CLIENT_SECRET": CLIENT_SECRET})
+        for _ in range(20):
+            assert proxy_request(gateway.port, "GET", f"{upstream.url}/idp").status == 200
+        assert idp.oauth2_call_count == 1
+        token = bearer_token(upstream.last.header("Authorization"))
+        key = jwt.PyJWKClient(idp.jwks_url).get_signing_key_from_jwt(token).key
+        claims = jwt.decode(token, key, algorithms=["RS256"], audience="http://127.0.0.1")
+        assert (claims["sub"], claims["scope"]) == (CLIENT_ID, "read")

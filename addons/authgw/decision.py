@@ -65,7 +65,7 @@ class Decider:
         self.streaming = False  # mitmproxy's stream_large_bodies is set
         self._clock = clock
         self._warned_optional: set[str] = set()
-        self._warned_at: dict[tuple[str, str], float] = {}
+        self._warn_limited = WarnEveryMinute()
 
     def decide(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, count: bool = True
@@ -310,8 +310,15 @@ class Decider:
             return False
         return size is not None and size >= 0
 
-    def _warn_limited(self, key: tuple[str, str], message: str, *args: object) -> None:
-        """``message`` at warning level once a minute per key, at debug in between."""
+
+class WarnEveryMinute:
+    """A warning once a minute per key (route, what), debug in between: a failing route
+    under load says so without flooding the log."""
+
+    def __init__(self) -> None:
+        self._warned_at: dict[tuple[str, str], float] = {}
+
+    def __call__(self, key: tuple[str, str], message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._warned_at.get(key, -_WARN_EVERY) >= _WARN_EVERY:
             self._warned_at[key] = now

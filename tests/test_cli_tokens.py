@@ -345,3 +345,15 @@ def test_verify_jwks_expired_unknown_kid_bad_signature(
         code, out, err = run(capsys, ["verify", token, "--jwks", sts.issuer], token)
         assert code == 1, err
         assert out.startswith(says), says
+
+
+def test_verify_leeway_forgives_a_clock_a_few_seconds_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DIAG_SECRET", DIAG_SECRET)
+    token = diag_token(exp=int(time.time()) - 3)
+    code, out, _ = run(capsys, ["verify", token, "--secret", "env:DIAG_SECRET"], token)
+    assert code == 1 and out.startswith("invalid (expired)")
+    argv = ["verify", token, "--secret", "env:DIAG_SECRET", "--leeway", "30"]
+    code, out, _ = run(capsys, argv, token)
+    assert code == 0 and out.startswith("valid")

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--audience", metavar="A", help="the audience the token must carry")
     p.add_argument("--issuer", metavar="I", help="the issuer the token must name")
+    p.add_argument(
+        "--leeway", type=float, default=0.0, metavar="S", help="seconds of clock skew allowed (0)"
+    )
     p.add_argument("--timeout", type=float, default=5.0, help="seconds for a fetch or cmd: (5)")
     p.set_defaults(func=cmd_verify)
 

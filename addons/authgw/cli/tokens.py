@@ -201,13 +201,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _verify_with_secret(token: str, args: argparse.Namespace) -> tuple[Verdict, str]:
     source = SecretSource.parse(args.secret)
     secret = source.read(timeout=args.timeout)
-    verdict = verify_hmac(token, secret, audience=args.audience, issuer=args.issuer)
+    verdict = verify_hmac(
+        token, secret, audience=args.audience, issuer=args.issuer, leeway=args.leeway
+    )
     return verdict, f"secret: {source} {fingerprint(secret)}"
 
 
 def _verify_with_jwks(token: str, args: argparse.Namespace) -> tuple[Verdict, str]:
     jwks = JwksSource(args.jwks, timeout=args.timeout).load()
-    verdict = verify_jwks(token, jwks, audience=args.audience, issuer=args.issuer)
+    verdict = verify_jwks(
+        token, jwks, audience=args.audience, issuer=args.issuer, leeway=args.leeway
+    )
     used = f" ({verdict.checked_with})" if verdict.checked_with else ""
     return verdict, f"jwks: {jwks.origin}{used}"
 

@@ -95,3 +95,20 @@ def test_plain_http_has_no_sni() -> None:
     f = flow(client_sni="evil.test")
     f.request.scheme = "http"
     assert upstream_sni(f) is None and foreign_name(ROUTE, f) is None
+
+
+def test_a_dynamic_audience_binds_the_token_to_the_very_host() -> None:
+    from authgw.config import HmacTokenConfig
+
+    wildcard = Route(
+        "wild",
+        (HostPattern.parse("*.example.com"),),
+        HmacTokenConfig(secret=SecretRef(kind="env", name="X"), audience="dynamic"),
+    )
+    assert foreign_name(wildcard, flow("a.example.com", host_header="a.example.com")) is None
+    # aud would be https://a.example.com: it must not go out named b.example.com
+    assert foreign_name(wildcard, flow("a.example.com", host_header="b.example.com")) == "Host"
+
+
+def test_an_overlong_host_header_is_not_covered() -> None:
+    assert foreign_name(ROUTE, flow(host_header="api.example" + "." * 300)) == "Host"

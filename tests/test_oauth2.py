@@ -119,3 +119,11 @@ def test_the_cache_key_holds_no_secret_but_changes_with_it(endpoint: TokenEndpoi
     endpoint_b = source(endpoint)
     endpoint_b.secret = type(endpoint_b.secret)(SecretRef(kind="literal", literal="rotated"))
     assert endpoint_b.cache_params() != params
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "1e999", True])
+def test_an_expires_in_that_is_not_a_finite_number_is_no_lifetime(value: object) -> None:
+    from authgw.sources.oauth2 import _lifetime
+
+    assert _lifetime(value) is None
+    assert _lifetime(10**12) == 366 * 86_400.0  # capped

@@ -55,3 +55,12 @@ def test_once_sent_the_flow_holds_placeholders_for_good() -> None:
     assert SHOWN.encode() in bytes(f.request.headers)  # type: ignore[attr-defined]
     redact(f, state)  # type: ignore[arg-type]  # once: a second call changes nothing
     assert f.request.headers["Authorization"] == SHOWN  # type: ignore[attr-defined]
+
+
+def test_the_consoles_escaped_view_shows_the_placeholder_too() -> None:
+    from mitmproxy.utils.strutils import bytes_to_escaped_str
+
+    f, _ = masked_flow()
+    value = next(v for k, v in f.request.headers.fields if k == b"Authorization")  # type: ignore[attr-defined]
+    assert bytes_to_escaped_str(value) == SHOWN
+    assert TOKEN.value.encode() in b": ".join([b"Authorization", value])  # the wire's join

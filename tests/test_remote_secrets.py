@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from authgw.config import SecretRef
-from authgw.sources.remote import RemoteSecret, SecretStore, fetcher
+from authgw.sources.remote import ReadFailed, RemoteSecret, SecretStore, fetcher, run_command
 from authgw.tokens import MissingSecret, fingerprint
 from tests.fakes import FakeClock
 
@@ -138,3 +138,30 @@ def test_ssm_decrypts_and_a_missing_parameter_is_its_error_code(aws_at_moto: str
     nowhere = remote(SecretRef(kind="aws_ssm", name=name + "-nope"), FakeClock(0))
     with pytest.raises(MissingSecret, match="SSM answered ParameterNotFound"):
         nowhere.read()
+
+
+def test_a_command_that_times_out_is_ended_with_its_children() -> None:
+    import subprocess
+
+    marker = f"{uuid.uuid4().int % 1000 + 30}.{uuid.uuid4().int % 1000}"  # a unique sleep
+    with pytest.raises(ReadFailed, match="did not finish"):
+        run_command(f"sleep {marker}; echo late", 0.3)
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "the command's children outlived its timeout"
+
+
+def test_401s_reread_at_most_once_per_few_seconds(tmp_path: Path) -> None:
+    clock, kept = FakeClock(0), tmp_path / "kept"
+    kept.write_text(SECRET)
+    calls: list[int] = []
+
+    def fetch() -> bytes:
+        calls.append(1)
+        return kept.read_bytes()
+
+    secret = RemoteSecret(SecretRef(kind="cmd", name="x", refresh=3600), fetch, monotonic=clock)
+    secret.start(5)
+    for _ in range(10):
+        secret.refresh_soon()
+        secret.wait(5)
+    assert len(calls) == 2  # the first read, and one re-read for ten 401s

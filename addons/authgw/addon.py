@@ -24,6 +24,7 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
+from authgw.binding import foreign_name
 from authgw.config import ConfigError
 from authgw.decision import Decider, answer, target
 from authgw.flowlog import FlowRecord
@@ -66,6 +67,7 @@ class AuthGateway:
             weakref.WeakKeyDictionary()
         )
         self._hinted = False
+        self._last_word_added = False
 
     @property
     def runtime(self) -> Runtime | None:
@@ -74,6 +76,12 @@ class AuthGateway:
     # -- options and commands ----------------------------------------------------
 
     def load(self, loader: Loader) -> None:
+        # Scripts load once every addon is in mitmproxy's chain: this one goes last, after
+        # map_remote and modify_headers (and mitmweb's view), to have the last word.
+        master = getattr(ctx, "master", None)
+        if master is not None and not self._last_word_added:
+            self._last_word_added = True
+            master.addons.add(_LastWord(self))
         loader.add_option(
             "authgw_config",
             _OPTIONAL_STR,
@@ -234,6 +242,33 @@ class AuthGateway:
         if state is not None:
             state.record.sent_at = time.time()
 
+    def last_word(self, flow: http.HTTPFlow) -> None:
+        """After every other addon's ``request`` hook: a flow carrying a token whose target
+        or host names another addon changed since (map_remote, modify_headers, a later
+        script) is answered 421 and keeps its token."""
+        state = self._flows.get(flow)
+        if state is None or state.token is None or state.route is None:
+            return
+        if flow.response is not None or flow.request.stream:
+            return
+        try:
+            moved = target(flow.request) != state.target or foreign_name(state.route, flow)
+        except Exception:  # noqa: BLE001 - fail closed
+            moved = True
+        if moved:
+            logger.warning(
+                "authgw: route %s: another addon re-targeted the request after its token was "
+                "chosen; answered 421, no token sent",
+                state.route.name,
+            )
+            state.record.action, state.record.error_class = "rejected", "host_mismatch"
+            answer(
+                flow,
+                421,
+                "host does not match the route",
+                {"X-Authgw-Error": "host_mismatch"},
+            )
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         redact(flow, self._flows.get(flow))
 
@@ -248,3 +283,13 @@ class AuthGateway:
         redact(flow, state)
         if state is not None and rt is not None:
             self.outcomes.finish(rt, flow, state, None)
+
+
+class _LastWord:
+    """The gateway's hook that must run after all others; see ``AuthGateway.last_word``."""
+
+    def __init__(self, gateway: AuthGateway) -> None:
+        self._gateway = gateway
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self._gateway.last_word(flow)

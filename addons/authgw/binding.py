@@ -14,12 +14,14 @@ import functools
 
 from mitmproxy import http
 
-from authgw.config import Route
+from authgw.config import DYNAMIC, Route
 from authgw.hosts import HostPattern, normalize_host, parse_host_port
 
 
-def _covered(route: Route, text: str, port: int) -> bool:
-    return _covered_by(route.hosts, text, port)
+def _covered(patterns: tuple[HostPattern, ...], text: str, port: int) -> bool:
+    if len(text) > 262:  # no host:port is longer; and the answers are cached
+        return False
+    return _covered_by(patterns, text, port)
 
 
 @functools.lru_cache(maxsize=4096)  # asked for every request's Host: parsing is not free
@@ -30,6 +32,15 @@ def _covered_by(patterns: tuple[HostPattern, ...], text: str, port: int) -> bool
         return False
     named = named_port if named_port is not None else port
     return any(p.matches(host, named) for p in patterns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _only(host: str) -> tuple[HostPattern, ...]:
+    """The one host (any port of it) a request goes to, as patterns."""
+    try:
+        return (HostPattern.parse(host if ":" not in host else f"[{host}]"),)
+    except ValueError:
+        return ()
 
 
 def upstream_sni(flow: http.HTTPFlow) -> str | None:
@@ -49,16 +60,24 @@ def upstream_sni(flow: http.HTTPFlow) -> str | None:
 
 def foreign_name(route: Route, flow: http.HTTPFlow) -> str | None:
     """Which name the route does not cover ("Host", ":authority", "request-target", "SNI"),
-    or None when the upstream can only see hosts of this route."""
+    or None when the upstream can only see hosts of this route.
+
+    Where the token's audience is made from the host (``audience: dynamic``), "covered"
+    is stricter: the very host the request goes to, so a token for a.example.com is not
+    sent under the name b.example.com of the same wildcard route.
+    """
     req = flow.request
     port = req.port
+    hosts = route.hosts
+    if getattr(route.token, "audience", None) == DYNAMIC:
+        hosts = _only(req.host)
     for name, value in req.headers.fields:  # not get_all: this runs on every request
-        if name.lower() == b"host" and not _covered(route, value.decode("latin-1"), port):
+        if name.lower() == b"host" and not _covered(hosts, value.decode("latin-1"), port):
             return "Host"
-    if req.data.authority and not _covered(route, req.authority, port):
+    if req.data.authority and not _covered(hosts, req.authority, port):
         return ":authority" if req.is_http2 or req.is_http3 else "request-target"
     sni = upstream_sni(flow)
     if sni is not None and normalize_host(sni) != normalize_host(req.host):
-        if not _covered(route, sni, port):
+        if not _covered(hosts, sni, port):
             return "SNI"
     return None

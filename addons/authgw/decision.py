@@ -259,11 +259,12 @@ class Decider:
         record.action = "token_unavailable"
         record.error_class = e.error_class
         route = record.route or NO_ROUTE
-        rt.last_errors[route] = {
-            "error_class": e.error_class,
-            "message": str(e),
-            "at": self._clock(),
-        }
+        if not isinstance(e, InsecureUpstream):  # the request's fault, not the route's
+            rt.last_errors[route] = {
+                "error_class": e.error_class,
+                "message": str(e),
+                "at": self._clock(),
+            }
         self._warn_limited(
             (route, e.error_class),
             "authgw: route %s: token unavailable (%s): %s; answering 502",

@@ -26,6 +26,11 @@ from authgw.metrics import NO_ROUTE, Metrics
 
 logger = logging.getLogger(__name__)
 
+# Layers that relay bytes without HTTP (so without the request decision): TCP and UDP
+# (raw fallback, tcp_hosts, ignore_hosts, non-HTTP in TLS), raw QUIC (non-h3 QUIC),
+# and DNS, which forwards to the server address.
+_RELAYS = (layers.TCPLayer, layers.UDPLayer, layers.RawQuicLayer, layers.DNSLayer)
+
 
 class Refused(layer.Layer):
     """Closes the client connection (and the server's, if open); relays nothing."""
@@ -64,20 +69,24 @@ class ConnectionGuard:
 
     def next_layer(self, cfg: Config, nextlayer: layer.NextLayer) -> None:
         """Replace a raw TCP/UDP relay to a guarded host by a layer that closes it."""
-        if not isinstance(nextlayer.layer, layers.TCPLayer | layers.UDPLayer):
+        if not isinstance(nextlayer.layer, _RELAYS):
             return
         address = nextlayer.context.server.address
         if address is None:
             return
-        guarded = _guarded(cfg, str(address[0]), int(address[1]))
+        port = int(address[1])
+        guarded = _guarded(cfg, str(address[0]), port)
+        sni = nextlayer.context.client.sni
+        if guarded is None and sni:  # the name the bytes are meant for, on that address
+            guarded = _guarded(cfg, sni, port)
         if guarded is None:
             return
         route, why = guarded
-        relay = "UDP" if isinstance(nextlayer.layer, layers.UDPLayer) else "TCP"
+        relay = type(nextlayer.layer).__name__.removesuffix("Layer")
         nextlayer.layer = Refused(nextlayer.context)
         self._rejected(route)
         logger.warning(
-            "authgw: closed a raw %s connection to %s:%s before relaying a byte: %s",
+            "authgw: closed a raw %s relay to %s:%s before relaying a byte: %s",
             relay,
             address[0],
             address[1],

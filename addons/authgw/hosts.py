@@ -31,6 +31,8 @@ def normalize_host(host: str) -> str:
     address, other IPv6 its compressed form: a route written ``127.0.0.1`` matches them all.
     A name with an empty label (``localhost..``) stays as it is and so matches nothing.
     """
+    if len(host) > 262:  # no host is longer; and the answers are cached
+        return host
     host = host.strip().lower()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

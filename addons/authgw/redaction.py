@@ -36,6 +36,11 @@ class Masked(bytes):
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.shown
 
+    def __radd__(self, other: bytes) -> bytes:
+        # The console escapes a value as b'"' + value: show the placeholder there too.
+        # (The HTTP/1 writer and hpack join the buffer: the wire keeps the token.)
+        return bytes(other) + self.shown.encode("utf-8", "surrogateescape")
+
     def __repr__(self) -> str:
         return repr(self.shown.encode())
 

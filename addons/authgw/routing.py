@@ -27,6 +27,8 @@ __all__ = [
 def match(routes: Sequence[Route], host: str, port: int) -> Route | None:
     """The first route with a pattern matching ``host:port``, or None."""
     host = normalize_host(host)
+    if ".." in host or host.startswith("."):
+        return None  # an empty label: malformed, matches no pattern (not even *.suffix)
     for route in routes:
         for pattern in route.hosts:
             if pattern.matches(host, port):

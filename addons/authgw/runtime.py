@@ -130,8 +130,8 @@ class RuntimeManager:
             self._replace_server(server)
         if self.options.map_remote:
             logger.warning(
-                "authgw: map_remote runs after authgw, so a token is chosen for the host the "
-                "client asked for, not the one map_remote sends the request to"
+                "authgw: map_remote runs after authgw chooses a token: a request it sends "
+                "elsewhere is answered 421 (host_mismatch) instead of carrying the token there"
             )
         logger.info("authgw: %d route(s) from %s", len(cfg.routes), self.options.config)
 

@@ -221,7 +221,7 @@ def test_raw_bytes_after_connect_never_reach_an_enforce_route(lab: Lab) -> None:
         )
         assert closed_without_answer(sock)
     lab.assert_untouched("enforced")
-    assert "closed a raw TCP connection" in lab.gateway.output
+    assert "closed a raw TCP relay" in lab.gateway.output
 
 
 def test_non_http_inside_tls_without_alpn_never_reaches_an_enforce_route(lab: Lab) -> None:
@@ -457,3 +457,21 @@ def test_the_token_reaches_the_routed_host_with_either_connection_strategy(
     sock, head = tunnel(gateway.port, f"127.0.0.1:{lab.up['unrouted'].port}")
     sock.close()
     assert head.startswith(b"HTTP/1.1 403")
+
+
+def test_a_request_map_remote_sends_elsewhere_after_the_token_is_chosen_is_421(
+    lab: Lab, gateway_factory: GatewayFactory
+) -> None:
+    api, unrouted = lab.up["api"], lab.up["unrouted"]
+    gateway = gateway_factory(
+        routes_config(lab.up),
+        env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET},
+        extra_args=[
+            "--map-remote",
+            f"|//127.0.0.1:{api.port}/moved|//127.0.0.1:{unrouted.port}/moved",
+        ],
+    )
+    assert "map_remote runs after authgw chooses a token" in gateway.output
+    assert_421(proxy_request(gateway.port, "GET", f"{api.url}/moved"))
+    lab.assert_untouched("api", "unrouted")
+    assert proxy_request(gateway.port, "GET", f"{api.url}/stays").status == 200

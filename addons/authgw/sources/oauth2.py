@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Hashable
@@ -133,18 +134,10 @@ class OAuth2Source:
             or not value.isprintable()
         ):
             raise self._unavailable("invalid_token", "answered 200 without an access_token")
-        expires_in = body.get("expires_in")
-        if isinstance(expires_in, str) and expires_in.strip().isdigit():
-            expires_in = int(expires_in)  # some servers send it as a string
-        if (
-            isinstance(expires_in, bool)
-            or not isinstance(expires_in, int | float)
-            or expires_in <= 0
-        ):
-            expires_in = None
+        expires_in = _lifetime(body.get("expires_in"))
         token = token_from_jwt(value, self.kind)
         if expires_in is not None:
-            return dataclasses.replace(token, expires_at=started + float(expires_in))
+            return dataclasses.replace(token, expires_at=started + expires_in)
         if token.expires_at is None:
             return dataclasses.replace(token, expires_at=started + self._default_ttl)
         return token
@@ -168,7 +161,28 @@ class OAuth2Source:
             "client_id": c.client_id.describe(),
             "secret": c.client_secret.describe(),
             "secret_fingerprint": self.secret.fingerprint_or_none(),
+            **_status(self.secret),
         }
+
+
+_MAX_LIFETIME = 366 * 86_400.0
+
+
+def _status(secret: SecretLike) -> dict[str, Any]:
+    status = getattr(secret, "status", None)  # a secret kept elsewhere: its age, last error
+    return status() if status is not None else {}
+
+
+def _lifetime(expires_in: Any) -> float | None:
+    """RFC 6749 5.1's ``expires_in`` as seconds, or None where it is no lifetime (0, less,
+    not a number, not finite); a few servers send it as a string of digits."""
+    if isinstance(expires_in, str) and expires_in.strip().isdigit():
+        expires_in = int(expires_in)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return None
+    if not math.isfinite(expires_in) or expires_in <= 0:
+        return None
+    return min(float(expires_in), _MAX_LIFETIME)
 
 
 def _json(body: bytes | None) -> Any:

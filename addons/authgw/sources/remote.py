@@ -11,7 +11,10 @@ reference keeps its value instead of reading it again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -37,17 +40,24 @@ def run_command(command: str, timeout: float) -> bytes:
     """``/bin/sh -c command``'s stdout, one trailing newline dropped; ``ReadFailed`` if it
     cannot run, times out, exits non-zero or prints nothing."""
     try:
-        done = subprocess.run(
+        # A session of its own, so a timeout ends the whole command, not only the shell.
+        proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        raise ReadFailed(f"command did not finish within {timeout:g} s") from None
     except OSError as e:
         raise ReadFailed(f"cannot run /bin/sh: {e.strerror}") from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ReadFailed(f"command did not finish within {timeout:g} s") from None
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if done.returncode != 0:
         # stderr names the failure (permission denied, not found); stdout may hold the secret.
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -96,6 +106,8 @@ class RemoteSecret:
         self._error: str | None = None
         self._due = float("-inf")
         self._running: threading.Event | None = None
+        self._timer: threading.Timer | None = None
+        self._asked_at = float("-inf")  # the last refresh_soon that started a read
 
     def start(self, wait: float) -> None:
         """Start the first read and wait up to ``wait`` seconds for it."""
@@ -127,7 +139,13 @@ class RemoteSecret:
             return None
 
     def refresh_soon(self) -> None:
-        """Read again now (an upstream rejected a token made from this value)."""
+        """Read again now (an upstream rejected a token made from this value); at most
+        once per RETRY_AFTER_FAILURE seconds, however many 401s come."""
+        with self._lock:
+            now = self._monotonic()
+            if now - self._asked_at < RETRY_AFTER_FAILURE:
+                return
+            self._asked_at = now
         self._refresh_now()
 
     def wait(self, timeout: float) -> bool:
@@ -191,8 +209,13 @@ class RemoteSecret:
             logger.warning("authgw: %s: read failed (%s)", self.ref.describe(), error)
         running.set()
         # Read again when due, so requests find the new value rather than start the read.
+        # One timer per secret: a read started early (a 401) replaces the pending one.
         timer = threading.Timer(delay, self._refresh_now)
         timer.daemon = True
+        with self._lock:
+            previous, self._timer = self._timer, timer
+        if previous is not None:
+            previous.cancel()
         timer.start()
 
 

@@ -81,6 +81,9 @@ class AuthGateway:
         master = getattr(ctx, "master", None)
         if master is not None and not self._last_word_added:
             self._last_word_added = True
+            previous = master.addons.get(_LastWord.name)  # the script was reloaded
+            if previous is not None:
+                master.addons.remove(previous)
             master.addons.add(_LastWord(self))
         loader.add_option(
             "authgw_config",
@@ -287,6 +290,8 @@ class AuthGateway:
 
 class _LastWord:
     """The gateway's hook that must run after all others; see ``AuthGateway.last_word``."""
+
+    name = "authgw_last_word"  # mitmproxy's addon name: one at a time, also across reloads
 
     def __init__(self, gateway: AuthGateway) -> None:
         self._gateway = gateway

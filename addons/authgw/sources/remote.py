@@ -11,6 +11,7 @@ reference keeps its value instead of reading it again.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 5.0  # seconds: a failed read is tried again this soon (or at refresh)
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="authgw-secrets")
+_closing = threading.Event()  # set at interpreter exit: timers that fire then do nothing
+atexit.register(_closing.set)
 
 
 class ReadFailed(Exception):
@@ -161,13 +164,18 @@ class RemoteSecret:
             return {"value_age": age, "last_error": self._error, "refresh": self.ref.refresh}
 
     def _refresh_now(self) -> threading.Event | None:
+        if _closing.is_set():
+            return None
         with self._lock:
             if self._running is not None:
                 return self._running
             self._running = threading.Event()
             self._due = self._monotonic() + self.ref.refresh  # set again when it ends
             running = self._running
-        _pool.submit(self._refresh, running)
+        try:
+            _pool.submit(self._refresh, running)
+        except RuntimeError:  # the interpreter is shutting down: no more reads
+            return None
         return running
 
     def _refresh(self, running: threading.Event) -> None:

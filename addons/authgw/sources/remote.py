@@ -11,7 +11,6 @@ reference keeps its value instead of reading it again.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -20,7 +19,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from authgw.config import SecretRef
@@ -30,9 +28,6 @@ from authgw.tokens import MissingSecret, fingerprint
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 5.0  # seconds: a failed read is tried again this soon (or at refresh)
-_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="authgw-secrets")
-_closing = threading.Event()  # set at interpreter exit: timers that fire then do nothing
-atexit.register(_closing.set)
 
 
 class ReadFailed(Exception):
@@ -164,18 +159,17 @@ class RemoteSecret:
             return {"value_age": age, "last_error": self._error, "refresh": self.ref.refresh}
 
     def _refresh_now(self) -> threading.Event | None:
-        if _closing.is_set():
-            return None
         with self._lock:
             if self._running is not None:
                 return self._running
             self._running = threading.Event()
             self._due = self._monotonic() + self.ref.refresh  # set again when it ends
             running = self._running
-        try:
-            _pool.submit(self._refresh, running)
-        except RuntimeError:  # the interpreter is shutting down: no more reads
-            return None
+        # A daemon thread per read (one per secret at a time): an exiting interpreter does
+        # not wait for a command or AWS to answer.
+        threading.Thread(
+            target=self._refresh, args=(running,), name="authgw-secret-read", daemon=True
+        ).start()
         return running
 
     def _refresh(self, running: threading.Event) -> None:

@@ -616,11 +616,14 @@ def test_verify_and_inject_on_one_route(env: None, tmp_path: Path) -> None:
 
 
 def test_a_reloaded_script_replaces_its_last_word_hook() -> None:
-    first, second = AuthGateway(), AuthGateway()
-    with taddons.context(first) as tctx:
-        hook_of_first = tctx.master.addons.get("authgw_last_word")
-        assert hook_of_first is not None
-        tctx.master.addons.remove(first)  # a script reload: the old module's addons go,
-        tctx.master.addons.add(second)  # the new one's come
-        hook_of_second = tctx.master.addons.get("authgw_last_word")
-        assert hook_of_second is not None and hook_of_second is not hook_of_first
+    async def body() -> None:  # in a running loop, as every taddons test here
+        first, second = AuthGateway(), AuthGateway()
+        with taddons.context(first) as tctx:
+            hook_of_first = tctx.master.addons.get("authgw_last_word")
+            assert hook_of_first is not None
+            tctx.master.addons.remove(first)  # a script reload: the old module's addons go,
+            tctx.master.addons.add(second)  # the new one's come
+            hook_of_second = tctx.master.addons.get("authgw_last_word")
+            assert hook_of_second is not None and hook_of_second is not hook_of_first
+
+    run(body())

@@ -130,12 +130,11 @@ class FieldReader:
         if isinstance(raw, str):
             if not raw:
                 raise self.error(where, "must not be empty", m, key)
-            if literal_ok:
-                return SecretRef(kind="literal", literal=raw)
-            self.warnings.append(
-                f"{where} is a literal in the config file; prefer {{env: NAME}} or "
-                "{file: PATH} so the secret stays out of the file"
-            )
+            if not literal_ok:
+                self.warnings.append(
+                    f"{where} is a literal in the config file; prefer {{env: NAME}} or "
+                    "{file: PATH} so the secret stays out of the file"
+                )
             return SecretRef(kind="literal", literal=raw)
         ref = self.mapping(raw, where, (*_SECRET_KINDS, *_SECRET_OPTIONS), m, key)
         kinds = [k for k in ref if k in _SECRET_KINDS]

@@ -27,6 +27,8 @@ from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics
 from authgw.redaction import mask, masked, masked_token
 from authgw.runtime import Runtime
+from authgw.sources.hmac import HmacSource
+from authgw.templates import ClaimTemplate, Inputs, MissingClaimInput
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
 from authgw.verify import Verdict, VerifyError
 
@@ -78,7 +80,7 @@ class Decider:
             if route is not None and route.verify is not None:
                 return self._decide_later(rt, flow, state, route, count)
             if route is not None and route.token is not None:
-                plan = self._token_plan(rt, flow.request, route, state.record)
+                plan = self._token_plan(rt, flow.request, route, state)
                 if plan is not None:
                     started = time.perf_counter()
                     token = rt.cache.peek(plan[0], plan[1])
@@ -104,9 +106,9 @@ class Decider:
         try:
             if plan is None:
                 if route.verify is not None:
-                    await self._verify_inbound(rt, route, flow.request, state.record)
+                    await self._verify_inbound(rt, route, flow.request, state)
                 if route.token is not None:
-                    plan = self._token_plan(rt, flow.request, route, state.record)
+                    plan = self._token_plan(rt, flow.request, route, state)
             if plan is not None:
                 started = time.perf_counter()
                 try:
@@ -149,10 +151,11 @@ class Decider:
         raise Answered(421, "host does not match the route", "rejected", None, "host_mismatch")
 
     def _token_plan(
-        self, rt: Runtime, req: http.Request, route: Route, record: FlowRecord
+        self, rt: Runtime, req: http.Request, route: Route, state: FlowState
     ) -> tuple[CacheKey, Fetcher] | None:
         """The cache key and fetcher for the route's token; None: forward without one."""
         assert route.token is not None
+        record = state.record
         if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
             raise InsecureUpstream(
                 f"route {route.name}: refusing to send a token over plain http to "
@@ -162,13 +165,22 @@ class Decider:
         source = rt.sources[route.name]
         record.token_source = source.kind
         record.audience = audience
+        template: ClaimTemplate | None = getattr(route.token, "template", None)
+        rendered = None if template is None else _render(template, req, state)
         try:
             params = source.cache_params()
         except MissingSecret as e:
             if self._optional_missing(route, e):
                 return None
             raise
-        return CacheKey(route.name, audience, params), partial(source.fetch, audience)
+        if rendered is None:
+            return CacheKey(route.name, audience, params), partial(source.fetch, audience)
+        if not isinstance(source, HmacSource):  # the config allows templates on hmac only
+            raise TypeError(f"a claim template on a {source.kind} source")
+        claims, text = rendered
+        return CacheKey(route.name, audience, (params, text)), partial(
+            source.fetch, audience, claims
+        )
 
     def _optional_missing(self, route: Route, error: MissingSecret) -> bool:
         """True (and a warning, once) if the route's secret is optional: forward as is."""
@@ -199,10 +211,12 @@ class Decider:
         rt.last_errors.pop(route.name, None)
 
     async def _verify_inbound(
-        self, rt: Runtime, route: Route, req: http.Request, record: FlowRecord
+        self, rt: Runtime, route: Route, req: http.Request, state: FlowState
     ) -> None:
-        """Check the client's own token (verify routes); in enforce mode, a bad one is a 401."""
+        """Check the client's own token (verify routes); in enforce mode, a bad one is a 401.
+        The claims of a token it accepts are what ``${client:...}`` templates read."""
         assert route.verify is not None
+        record = state.record
         values = req.headers.get_all(route.header)
         token = split_prefix(values[0], route.prefix)[1] if len(values) == 1 else ""
         audience = route.verify.audience
@@ -220,6 +234,7 @@ class Decider:
             self.metrics.verify, route.name, "valid" if verdict.valid else "invalid", verdict.reason
         ).inc()
         if verdict.valid:
+            state.client_claims = verdict.claims
             return
         self._warn_limited(
             (route.name, f"verify:{verdict.reason}"),
@@ -362,6 +377,22 @@ def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
     req.scheme = cfg.upstream_scheme
     req.host = host
     req.port = port
+
+
+def _render(template: ClaimTemplate, req: http.Request, state: FlowState) -> tuple[Any, str]:
+    """The route's claims filled in from the request; the headers they read are removed
+    before forwarding. A missing input is a 400 ``missing_claim_input``."""
+    inputs = Inputs(req.headers.get_all, state.client_claims, req.host, req.method)
+    try:
+        rendered = template.render(inputs)
+    except MissingClaimInput as e:
+        raise Answered(400, e.body, "rejected", None, "missing_claim_input") from None
+    finally:
+        for name in template.headers:
+            if name in req.headers:
+                del req.headers[name]
+                state.record.headers_removed.append(name)
+    return rendered
 
 
 def _rewrite_headers(headers: http.Headers, route: Route, token: Token, record: FlowRecord) -> None:

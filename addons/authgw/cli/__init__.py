@@ -31,6 +31,18 @@ DEFAULT_CONFIG = "gateway.yaml"
 SRC_FORMS = "env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
 
 
+def _pair(sep: str) -> Any:
+    """An argparse type: ``NAME<sep>VALUE`` as (NAME, VALUE), spaces around both stripped."""
+
+    def parse(text: str) -> tuple[str, str]:
+        name, found, value = text.partition(sep)
+        if not found or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME{sep}VALUE")
+        return name.strip(), value.strip()
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgw", description="An auth gateway that lives inside mitmproxy."
@@ -58,6 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", action="store_true", help="show header and claims, not the token")
     p.add_argument(
         "--scheme", choices=("https", "http"), default="https", help="request scheme (https)"
+    )
+    p.add_argument("--method", default="GET", help="request method, for ${method} (GET)")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        type=_pair(":"),
+        metavar="NAME:VALUE",
+        help="a request header, for ${header:NAME} (repeatable)",
+    )
+    p.add_argument(
+        "--client-claim",
+        action="append",
+        default=[],
+        type=_pair("="),
+        metavar="CLAIM=VALUE",
+        help="a claim of the client's verified token, for ${client:CLAIM} (repeatable)",
     )
     p.set_defaults(func=cmd_token)
 

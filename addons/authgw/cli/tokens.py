@@ -22,6 +22,8 @@ from authgw import config as configmod
 from authgw import routing, sources
 from authgw.cache import CacheKey, TokenCache
 from authgw.config import Config, ConfigError, Route
+from authgw.sources.hmac import HmacSource
+from authgw.templates import ClaimTemplate, Inputs, MissingClaimInput
 from authgw.tokens import (
     InsecureUpstream,
     JwtPeek,
@@ -115,13 +117,20 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 1
     audience = routing.audience_for(route.token, args.scheme, host)
     try:
+        rendered = _rendered_claims(route, args, host)
+    except MissingClaimInput as e:
+        hint = "--client-claim" if e.name in dict(args.client_claim) else "--header/--client-claim"
+        print(f"authgw: route {route.name}: {e.body} (give it with {hint})", file=sys.stderr)
+        return 1
+    try:
         if args.scheme == "http" and not route.allow_http and not routing.is_loopback(host):
             raise InsecureUpstream(  # as the addon does, before any token is fetched
                 f"route {route.name}: refusing to send a token over plain http to "
                 f"{host} (set allow_http: true to allow)"
             )
         with _quiet("authgw.cache"):
-            token = asyncio.run(_gateway_token(cfg, route, built[route.name], audience))
+            source = built[route.name]
+            token = asyncio.run(_gateway_token(cfg, route, source, audience, rendered))
     except TokenUnavailable as e:
         message = str(e) if str(e).startswith(f"route {route.name}") else f"route {route.name}: {e}"
         then = ""
@@ -143,14 +152,40 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rendered_claims(
+    route: Route, args: argparse.Namespace, host: str
+) -> tuple[dict[str, Any], str] | None:
+    """A templated route's claims, filled in from ``--header``, ``--client-claim``,
+    ``--method`` and HOST as the gateway fills them from a request."""
+    template: ClaimTemplate | None = getattr(route.token, "template", None)
+    if template is None:
+        return None
+    headers: list[tuple[str, str]] = args.header
+
+    def header(name: str) -> list[str]:
+        return [v for k, v in headers if k.lower() == name.lower()]
+
+    return template.render(Inputs(header, dict(args.client_claim), host, args.method))
+
+
 async def _gateway_token(
-    cfg: Config, route: Route, source: sources.TokenSource, audience: tuple[str, ...]
+    cfg: Config,
+    route: Route,
+    source: sources.TokenSource,
+    audience: tuple[str, ...],
+    rendered: tuple[dict[str, Any], str] | None = None,
 ) -> Token:
-    """The token as ``AuthGateway._inject`` gets it: the same cache key, cache and fetch."""
+    """The token as the request decision gets it: the same cache key, cache and fetch."""
     cache = TokenCache(cfg.cache)
     try:
-        key = CacheKey(route.name, audience, source.cache_params())
-        return await cache.get(key, partial(source.fetch, audience))
+        params = source.cache_params()
+        if rendered is None:
+            return await cache.get(
+                CacheKey(route.name, audience, params), partial(source.fetch, audience)
+            )
+        assert isinstance(source, HmacSource)  # the config allows templates on hmac only
+        key = CacheKey(route.name, audience, (params, rendered[1]))
+        return await cache.get(key, partial(source.fetch, audience, rendered[0]))
     finally:
         await cache.aclose()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from authgw.hosts import HostPattern
+from authgw.templates import ClaimTemplate
 
 DYNAMIC: Literal["dynamic"] = "dynamic"
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -85,6 +86,7 @@ class HmacTokenConfig:
     typ: str | None = "JWT"  # the "typ" header; None omits it
     backdate: int = 0  # seconds iat (and nbf) lie in the past
     not_before: bool = False  # an nbf claim (= iat)
+    template: ClaimTemplate | None = None  # the claims' ${...} slots; None: static claims
     type: Literal["hmac"] = "hmac"
 
 
@@ -151,6 +153,7 @@ class Route:
     keep_inbound_as: str | None = None  # None: inbound value dropped ("replace")
     allow_http: bool = False
     verify: VerifyConfig | None = None
+    retry_on_401: bool = False  # resend once with a fresh token (body not streamed)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from authgw.config.schema import (
     TokenConfig,
 )
 from authgw.hosts import is_loopback
+from authgw.templates import TemplateError, compile_claims
 
 _TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")
 
@@ -162,6 +163,10 @@ def _hmac(
     if typ == "":
         raise r.error(f"{path}.typ", "must not be empty (null omits it)", m, "typ")
     backdate = r.number(m, "backdate", path, 0, low=0, high=86_400, integer=True) or 0
+    try:
+        template = compile_claims(plain(claims))
+    except TemplateError as e:
+        raise r.error(f"{path}.{e.path}", e.reason, m, "claims") from None
     return HmacTokenConfig(
         secret=r.secret(m, "secret", path),
         optional=r.boolean(m, "optional", path, False),
@@ -173,6 +178,7 @@ def _hmac(
         typ=typ,
         backdate=int(backdate),
         not_before=r.boolean(m, "not_before", path, False),
+        template=template,
     )
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import jwt
@@ -52,17 +52,20 @@ class HmacSource(SecretBacked):
     def cache_params(self) -> Hashable:
         return (self.config.algorithm, self.secret.fingerprint())
 
-    async def fetch(self, audience: tuple[str, ...]) -> Token:
-        return self.sign(audience)
+    async def fetch(
+        self, audience: tuple[str, ...], claims: Mapping[str, Any] | None = None
+    ) -> Token:
+        return self.sign(audience, claims)
 
-    def sign(self, audience: tuple[str, ...]) -> Token:
-        """Sign a token now (synchronous: HMAC signing takes microseconds)."""
+    def sign(self, audience: tuple[str, ...], rendered: Mapping[str, Any] | None = None) -> Token:
+        """Sign a token now (synchronous: HMAC signing takes microseconds). ``rendered``:
+        the route's claim template filled in for one request, instead of its claims."""
         cfg = self.config
         secret = self.secret.read()
         fp = self.secret.fingerprint()
         now = int(self._clock())
         issued = now - cfg.backdate
-        claims: dict[str, Any] = dict(cfg.claims)
+        claims: dict[str, Any] = dict(cfg.claims if rendered is None else rendered)
         expires_at: float | None = None
         if cfg.lifetime is not None:
             expires_at = now + cfg.lifetime

@@ -27,5 +27,6 @@ FLOWLOG_FIELDS = frozenset(
         "upstream_ms",
         "verify",
         "verify_detail",
+        "retried",
     }
 )

@@ -56,6 +56,12 @@ class FakeSource:
     def describe(self) -> dict[str, Any]:
         return {"source": self.kind}
 
+    def upstream_rejected(self) -> None:
+        pass
+
+    async def settle(self) -> None:
+        pass
+
 
 async def hook(result: Awaitable[None] | None) -> None:
     """Run a hook as mitmproxy does: await its result only if it is awaitable."""

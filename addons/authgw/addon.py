@@ -24,6 +24,7 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
+from authgw import retry
 from authgw.binding import foreign_name
 from authgw.config import ConfigError
 from authgw.decision import Decider, answer, target
@@ -220,6 +221,9 @@ class AuthGateway:
             )
             flow.request.headers.fields = state.headers_before
             pending = self._decide(flow, count=False)
+        state = self._flows.get(flow)
+        if state is not None and state.route is not None and state.route.retry_on_401:
+            state.body_before = flow.request.raw_content  # before modify_body and later addons
         if pending is None:
             self._mark_sent(flow)
             return None
@@ -232,6 +236,7 @@ class AuthGateway:
         if rt is None or flow.response is not None:
             return None
         state = self._flows[flow] = FlowState(FlowRecord())
+        count = count and not retry.is_copy(flow)  # a resend is counted as a retry instead
         return self.decider.decide(rt, flow, state, count=count)
 
     async def _then_mark_sent(
@@ -275,11 +280,33 @@ class AuthGateway:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         redact(flow, self._flows.get(flow))
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state, rt = self._flows.get(flow), self.manager.current
         redact(flow, state)
-        if state is not None and rt is not None:
-            self.outcomes.response(rt, flow, state)
+        if state is None or rt is None:
+            return None
+        if retry.is_copy(flow):
+            self.outcomes.rejections(rt, flow, state)  # its record is the original's
+            return None
+        if retry.wanted(flow, state):
+            return self._retry(rt, flow, state)
+        self.outcomes.response(rt, flow, state)
+        return None
+
+    async def _retry(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
+        """Resend once with a fresh token; the client gets the second answer."""
+        self.outcomes.rejections(rt, flow, state)  # drops the token the upstream refused
+        copy = retry.copy_of(flow, state)
+        try:
+            source = rt.sources.get(state.record.route or "")
+            if source is not None:
+                await source.settle()  # a kept secret being re-read: sign with its new value
+            await retry.resend(copy)
+        except Exception:  # noqa: BLE001 - the first answer stands
+            logger.error("authgw: route %s: retry failed", state.record.route, exc_info=_debug())
+        again = self._flows.get(copy)
+        self.outcomes.retried(flow, state, copy, again)
+        self.outcomes.finish(rt, flow, state, flow.response.status_code if flow.response else None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state, rt = self._flows.get(flow), self.manager.current

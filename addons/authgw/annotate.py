@@ -42,3 +42,9 @@ def decided(flow: http.HTTPFlow, record: FlowRecord) -> None:
 
 def upstream_rejected(flow: http.HTTPFlow, status: int) -> None:
     flow.comment = f"{flow.comment}; upstream answered {status}, token dropped".lstrip("; ")
+
+
+def retried(flow: http.HTTPFlow, result: str) -> None:
+    """After the one resend of a retry_on_401 route: what the second try got."""
+    got = "no answer, the client got the 401" if result == "error" else f"answered {result}"
+    flow.comment = f"{flow.comment}; resent with a fresh token: {got}".lstrip("; ")

@@ -39,6 +39,7 @@ FIELDS = (
     "upstream_ms",
     "verify",
     "verify_detail",
+    "retried",
 )
 
 
@@ -59,6 +60,7 @@ class FlowRecord:
     sent_at: float | None = None
     verify: str | None = None  # a verify route's verdict: valid, expired, bad_signature, ...
     verify_detail: str | None = None
+    retried: bool = False  # resent once after an upstream 401 (retry_on_401)
 
 
 def make_line(
@@ -98,6 +100,7 @@ def make_line(
         "upstream_ms": None if upstream_ms is None else round(upstream_ms, 3),
         "verify": record.verify,
         "verify_detail": record.verify_detail,
+        "retried": record.retried,
     }
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
 

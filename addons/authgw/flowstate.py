@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from authgw.cache import CacheKey
 from authgw.config import Route
@@ -21,3 +23,5 @@ class FlowState:
     token: Token | None = None
     headers_before: tuple[tuple[bytes, bytes], ...] = ()
     redacted: bool = False
+    client_claims: Mapping[str, Any] | None = None  # of a client token verify accepted
+    body_before: bytes | None = None  # the client's body, kept on retry_on_401 routes

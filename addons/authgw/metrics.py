@@ -81,6 +81,12 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.retries = Counter(
+            "authgw_upstream_retries",
+            "Requests resent once after an upstream 401 (retry_on_401), by the second answer",
+            ["route", "result"],
+            registry=r,
+        )
         self.verify = Counter(
             "authgw_verify",
             "Client tokens checked on verify routes, by verdict",

@@ -28,11 +28,45 @@ class Outcomes:
         self._clock = clock
 
     def response(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
+        self.rejections(rt, flow, state)
+        self.finish(rt, flow, state, flow.response.status_code if flow.response else None)
+
+    def rejections(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
+        """An upstream 401/403 to an injected token: drop it, count it, say so."""
         status = flow.response.status_code if flow.response else None
         if status in (401, 403) and state.record.action == "injected":
             self._upstream_rejected(rt, flow, state, status)
             annotate.upstream_rejected(flow, status)
-        self.finish(rt, flow, state, status)
+
+    def retried(
+        self,
+        flow: http.HTTPFlow,
+        state: FlowState,
+        copy: http.HTTPFlow,
+        again: FlowState | None,
+    ) -> None:
+        """The resend of ``flow`` is over: its answer becomes the client's, and the flow's
+        record takes the second decision (token, kid, error) with ``retried: true``."""
+        record = state.record
+        record.retried = True
+        if copy.response is None:
+            result = "error"
+            logger.warning(
+                "authgw: route %s: the retry after a 401 got no answer (%s); the client gets "
+                "the 401",
+                record.route,
+                copy.error.msg if copy.error else "no response",
+            )
+        else:
+            result = str(copy.response.status_code)
+            flow.response = copy.response.copy()
+            if again is not None:
+                second = again.record
+                record.action, record.error_class = second.action, second.error_class
+                record.kid, record.token_expires_in = second.kid, second.token_expires_in
+                state.key, state.token = again.key, again.token
+        self.metrics.child(self.metrics.retries, record.route or NO_ROUTE, result).inc()
+        annotate.retried(flow, result)
 
     def _upstream_rejected(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, status: int

@@ -13,6 +13,7 @@ from authgw.config.fields import FieldReader, join, kind_of
 from authgw.config.schema import CacheSettings, Route, VerifyConfig
 from authgw.config.tokens import parse_token
 from authgw.hosts import HostPattern
+from authgw.templates import ClaimTemplate
 
 _ROUTE_NAME = re.compile(r"[a-z0-9_]+")
 
@@ -46,7 +47,17 @@ def _route(
     m = r.mapping(
         raw,
         path,
-        ("name", "hosts", "header", "prefix", "inbound", "allow_http", "token", "verify"),
+        (
+            "name",
+            "hosts",
+            "header",
+            "prefix",
+            "inbound",
+            "allow_http",
+            "token",
+            "verify",
+            "retry_on_401",
+        ),
         parent,
         index,
     )
@@ -62,7 +73,7 @@ def _route(
         raise r.error(f"{path}.prefix", "must not contain CR, LF or NUL", m, "prefix")
     if "token" not in m and "verify" not in m:
         raise r.error(f"{path}.token", "is required (or verify:, or both)", parent, index)
-    return Route(
+    route = Route(
         name=name,
         hosts=_hosts(r, m, path),
         header=header,
@@ -71,7 +82,30 @@ def _route(
         allow_http=r.boolean(m, "allow_http", path, False),
         token=parse_token(r, m["token"], f"{path}.token", m, cache) if "token" in m else None,
         verify=_verify(r, m["verify"], f"{path}.verify", m) if "verify" in m else None,
+        retry_on_401=r.boolean(m, "retry_on_401", path, False),
     )
+    if route.retry_on_401 and route.token is None:
+        reason = "needs a token: section (a verify-only route injects no token to renew)"
+        raise r.error(f"{path}.retry_on_401", reason, m, "retry_on_401")
+    _check_template(r, route, m, path)
+    return route
+
+
+def _check_template(r: FieldReader, route: Route, m: Mapping[str, Any], path: str) -> None:
+    """A template reads client claims only where verify accepts them, and never reads
+    the headers that carry credentials."""
+    template: ClaimTemplate | None = getattr(route.token, "template", None)
+    if template is None:
+        return
+    where = f"{path}.token.claims"
+    if template.uses_client and route.verify is None:
+        reason = "${client:...} needs a verify: section (the claims of a token it accepted)"
+        raise r.error(where, reason, m, "token")
+    taken = {route.header.lower(), (route.keep_inbound_as or "").lower()}
+    for name in template.headers:
+        if name.lower() in taken:
+            reason = f"${{header:{name}}} names a header that carries the route's credential"
+            raise r.error(where, reason, m, "token")
 
 
 def _hosts(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[HostPattern, ...]:

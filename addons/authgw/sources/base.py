@@ -7,6 +7,7 @@ when it changes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Hashable
@@ -42,6 +43,10 @@ class TokenSource(Protocol):
     def upstream_rejected(self) -> None:
         """An upstream answered 401 to a token from this source (re-read what may be stale)."""
 
+    async def settle(self) -> None:
+        """Wait for the re-reads ``upstream_rejected`` started, each within its timeout
+        (a retry_on_401 resend then signs with the new value)."""
+
 
 class SecretBacked:
     """A source made from one secret (hmac: the key; static: the token itself)."""
@@ -64,6 +69,9 @@ class SecretBacked:
         refresh = getattr(self.secret, "refresh_soon", None)
         if refresh is not None:
             refresh()
+
+    async def settle(self) -> None:
+        await settled(self.secret)
 
     def secret_status(self) -> dict[str, Any]:
         """For /status: the value's age and the last read error of a re-read secret."""
@@ -157,6 +165,13 @@ class SecretReader:
                 return f"file {ref.name} does not exist"
             return f"file {ref.name} is unreadable or empty"
         return "the literal in the config file is empty"
+
+
+async def settled(secret: Any) -> None:
+    """Wait (in a thread, within the read's timeout) for a kept secret's read in progress."""
+    wait = getattr(secret, "wait", None)
+    if wait is not None:
+        await asyncio.to_thread(wait, secret.ref.timeout + 1.0)
 
 
 def _strip_newline(data: bytes) -> bytes:

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from authgw.config import OAuth2TokenConfig
-from authgw.sources.base import Clock, SecretLike, SecretReader
+from authgw.sources.base import Clock, SecretLike, SecretReader, settled
 from authgw.tokens import Token, TokenUnavailable, token_from_jwt
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,10 @@ class OAuth2Source:
             refresh = getattr(secret, "refresh_soon", None)
             if refresh is not None:
                 refresh()
+
+    async def settle(self) -> None:
+        for secret in (self.client_id, self.secret):
+            await settled(secret)
 
     def describe(self) -> dict[str, Any]:
         c = self.config

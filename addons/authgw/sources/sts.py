@@ -196,6 +196,9 @@ class StsSource:
     def upstream_rejected(self) -> None:
         pass  # STS makes a fresh token on the next miss; nothing here is stale
 
+    async def settle(self) -> None:
+        pass
+
     def describe(self) -> dict[str, Any]:
         c = self.config
         return {

@@ -17,6 +17,8 @@ Sections:
   hosts 100,000 distinct hosts through a `*` route with `audience: dynamic` and
         `max_entries: 1000` (mitmdump in upstream mode towards a local stand-in
         proxy, so no name is ever resolved): peak cache entries, RSS growth
+  users 10,000 distinct users through one route whose claims take
+        `${header:X-Debug-User}`, with `max_entries: 100`: peak cache entries, RSS growth
   start mitmdump start-up, to the first answered request: no addon, the gateway
         without an STS route, and with one (boto3 is imported only then)
   soak  keep-alive clients through mitmdump for minutes on short-lived tokens, half on
@@ -41,6 +43,7 @@ from benches.hosts import bench_hosts
 from benches.refresh import bench_refresh
 from benches.soak import bench_soak
 from benches.start import bench_start
+from benches.users import bench_users
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "hook": lambda a: bench_hook(a.calls, a.rounds),
@@ -48,6 +51,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "refresh": lambda a: bench_refresh(10_000, a.refresh_seconds),
     "cold": lambda a: bench_cold(200),
     "hosts": lambda a: bench_hosts(a.hosts, 1000),
+    "users": lambda a: bench_users(a.users, 100),
     "start": lambda a: bench_start(a.rounds),
     "soak": lambda a: bench_soak(a.soak_clients, a.soak_minutes, a.soak_life),
 }
@@ -64,6 +68,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per cpu turn")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (median reported)")
     parser.add_argument("--hosts", type=int, default=100_000, help="distinct hosts (hosts)")
+    parser.add_argument("--users", type=int, default=10_000, help="templated users (users)")
     parser.add_argument(
         "--refresh-seconds",
         type=float,

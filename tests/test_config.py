@@ -134,7 +134,7 @@ def test_literal_secret_is_warned_and_kept_out_of_repr() -> None:
         ),
         (
             ("type: hmac", "type: kerberos"),
-            "routes[0].token.type: is not one of hmac, sts, static, oauth2 (a string)",
+            "routes[0].token.type: is not one of hmac, sts, static, oauth2, sigv4 (a string)",
             6,
         ),
         (

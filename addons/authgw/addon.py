@@ -253,9 +253,11 @@ class AuthGateway:
     def last_word(self, flow: http.HTTPFlow) -> None:
         """After every other addon's ``request`` hook: a flow carrying a token whose target
         or host names another addon changed since (map_remote, modify_headers, a later
-        script) is answered 421 and keeps its token."""
+        script) is answered 421 and keeps its token; a sigv4 flow is signed here."""
         state = self._flows.get(flow)
-        if state is None or state.token is None or state.route is None:
+        if state is None or state.route is None:
+            return
+        if state.token is None and state.sigv4 is None:
             return
         if flow.response is not None or flow.request.stream:
             return
@@ -276,6 +278,10 @@ class AuthGateway:
                 "host does not match the route",
                 {"X-Authgw-Error": "host_mismatch"},
             )
+            return
+        rt = self.manager.current
+        if state.sigv4 is not None and not state.signed and rt is not None:
+            self.decider.sign_late(rt, flow, state)  # after every other addon's change
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         redact(flow, self._flows.get(flow))

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
@@ -27,10 +27,14 @@ from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics
 from authgw.redaction import mask, masked, masked_token
 from authgw.runtime import Runtime
+from authgw.sources import TokenSource
 from authgw.sources.hmac import HmacSource
 from authgw.templates import ClaimTemplate, Inputs, MissingClaimInput
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
 from authgw.verify import Verdict, VerifyError
+
+if TYPE_CHECKING:
+    from authgw.sources.sigv4 import SigV4Signer
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +83,11 @@ class Decider:
                 self._bind(route, flow)
             if route is not None and route.verify is not None:
                 return self._decide_later(rt, flow, state, route, count)
-            if route is not None and route.token is not None:
+            if route is not None and route.token is not None and route.token.type == "sigv4":
+                pending = self._sigv4(rt, flow, route, state)
+                if pending is not None:
+                    return self._decide_later(rt, flow, state, route, count, pending=pending)
+            elif route is not None and route.token is not None:
                 plan = self._token_plan(rt, flow.request, route, state)
                 if plan is not None:
                     started = time.perf_counter()
@@ -101,13 +109,20 @@ class Decider:
         route: Route,
         count: bool,
         plan: tuple[CacheKey, Fetcher] | None = None,
+        pending: Coroutine[Any, Any, None] | None = None,
     ) -> None:
         """The part of a decision that waits: verifying the client, fetching a token."""
         try:
-            if plan is None:
+            if pending is not None:
+                await pending  # sigv4 credentials being refreshed
+            elif plan is None:
                 if route.verify is not None:
                     await self._verify_inbound(rt, route, flow.request, state)
-                if route.token is not None:
+                if route.token is not None and route.token.type == "sigv4":
+                    pending = self._sigv4(rt, flow, route, state)
+                    if pending is not None:
+                        await pending
+                elif route.token is not None:
                     plan = self._token_plan(rt, flow.request, route, state)
             if plan is not None:
                 started = time.perf_counter()
@@ -150,19 +165,39 @@ class Decider:
         )
         raise Answered(421, "host does not match the route", "rejected", None, "host_mismatch")
 
+    def _sigv4(
+        self, rt: Runtime, flow: http.HTTPFlow, route: Route, state: FlowState
+    ) -> Coroutine[Any, Any, None] | None:
+        """A sigv4 route: credentials now, the signature at the last word (``signing``)."""
+        from authgw import signing  # botocore: imported only where a sigv4 route is
+
+        _check_scheme(route, flow.request)
+        return signing.prepare(_signer(rt, route.name), flow, state, streaming=self.streaming)
+
+    def sign_late(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
+        """The last word on a sigv4 flow: sign it as it will be sent, or answer 502."""
+        from authgw import signing
+
+        try:
+            signer = _signer(rt, state.record.route or "")
+            signing.sign(signer, flow, state, body_known=True)
+        except Exception as e:  # noqa: BLE001 - fail closed: nothing unsigned goes out
+            state.sigv4 = None
+            self._failed(rt, flow, state, e)
+            annotate.decided(flow, state.record)
+
     def _token_plan(
         self, rt: Runtime, req: http.Request, route: Route, state: FlowState
     ) -> tuple[CacheKey, Fetcher] | None:
         """The cache key and fetcher for the route's token; None: forward without one."""
         assert route.token is not None
         record = state.record
-        if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
-            raise InsecureUpstream(
-                f"route {route.name}: refusing to send a token over plain http to "
-                f"{req.host} (set allow_http: true to allow)"
-            )
+        _check_scheme(route, req)
         audience = routing.audience_for(route.token, req.scheme, req.host)
         source = rt.sources[route.name]
+        if source.kind == "sigv4":
+            raise TypeError(f"route {route.name}: a signer where a token source belongs")
+        source = cast(TokenSource, source)
         record.token_source = source.kind
         record.audience = audience
         template: ClaimTemplate | None = getattr(route.token, "template", None)
@@ -377,6 +412,22 @@ def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
     req.scheme = cfg.upstream_scheme
     req.host = host
     req.port = port
+
+
+def _signer(rt: Runtime, route: str) -> SigV4Signer:
+    """The route's signer (a TypeError, and so a 502, if a reload made it something else)."""
+    signer = rt.sources.get(route)
+    if signer is None or signer.kind != "sigv4":
+        raise TypeError(f"route {route}: no signer for a sigv4 flow")
+    return cast("SigV4Signer", signer)
+
+
+def _check_scheme(route: Route, req: http.Request) -> None:
+    if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
+        raise InsecureUpstream(
+            f"route {route.name}: refusing to send a token over plain http to "
+            f"{req.host} (set allow_http: true to allow)"
+        )
 
 
 def _render(template: ClaimTemplate, req: http.Request, state: FlowState) -> tuple[Any, str]:

@@ -25,3 +25,5 @@ class FlowState:
     redacted: bool = False
     client_claims: Mapping[str, Any] | None = None  # of a client token verify accepted
     body_before: bytes | None = None  # the client's body, kept on retry_on_401 routes
+    sigv4: Any = None  # a sigv4 route's credentials (botocore ReadOnlyCredentials)
+    signed: bool = False  # a sigv4 route's signature is on

@@ -64,6 +64,8 @@ def masked(value: bytes, prefix: str) -> Masked:
 
 def _names(route: Route) -> frozenset[bytes]:
     names = {route.header.lower().encode()}
+    if route.token is not None and route.token.type == "sigv4":
+        names.add(b"x-amz-security-token")  # Authorization is the header, as for any route
     if route.keep_inbound_as is not None:
         names.add(route.keep_inbound_as.lower().encode())
     return frozenset(names)

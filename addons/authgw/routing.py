@@ -62,7 +62,7 @@ def dynamic_audience(scheme: str, host: str) -> str:
 
 def audience_for(token: TokenConfig, scheme: str, host: str) -> tuple[str, ...]:
     """The audience set a request's token must carry (empty: no ``aud`` claim)."""
-    if token.type == "static":
+    if token.type == "static" or token.type == "sigv4":
         return ()
     audience = token.audience
     if audience is None:

@@ -48,7 +48,7 @@ class Runtime:
     """
 
     config: Config
-    sources: dict[str, sources.TokenSource]
+    sources: dict[str, sources.Source]
     cache: TokenCache
     verifiers: dict[str, RouteVerifier] = field(default_factory=dict)
     flowlog: FlowLog | None = None
@@ -138,7 +138,7 @@ class RuntimeManager:
     def _assemble(
         self,
         cfg: Config,
-        built: dict[str, sources.TokenSource],
+        built: dict[str, sources.Source],
         flowlog: FlowLog | None,
         old: Runtime | None,
     ) -> Runtime:

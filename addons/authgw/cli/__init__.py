@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheme", choices=("https", "http"), default="https", help="request scheme (https)"
     )
-    p.add_argument("--method", default="GET", help="request method, for ${method} (GET)")
+    p.add_argument("--method", default="GET", help="request method, for ${method} and sigv4 (GET)")
+    p.add_argument("--path", default="/", help="request path and query, for sigv4 (/)")
+    p.add_argument("--body", default=None, help="request body, for sigv4 (empty)")
     p.add_argument(
         "-H",
         "--header",

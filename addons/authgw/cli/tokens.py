@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from authgw import config as configmod
 from authgw import routing, sources
@@ -115,6 +115,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     if route.token is None:
         print(f"authgw: route {route.name} only verifies tokens; it injects none", file=sys.stderr)
         return 1
+    if route.token.type == "sigv4":
+        return _sigv4_headers(route, built[route.name], args, host, port)
     audience = routing.audience_for(route.token, args.scheme, host)
     try:
         rendered = _rendered_claims(route, args, host)
@@ -129,7 +131,7 @@ def cmd_token(args: argparse.Namespace) -> int:
                 f"{host} (set allow_http: true to allow)"
             )
         with _quiet("authgw.cache"):
-            source = built[route.name]
+            source = cast(sources.TokenSource, built[route.name])
             token = asyncio.run(_gateway_token(cfg, route, source, audience, rendered))
     except TokenUnavailable as e:
         message = str(e) if str(e).startswith(f"route {route.name}") else f"route {route.name}: {e}"
@@ -149,6 +151,33 @@ def cmd_token(args: argparse.Namespace) -> int:
         print("not a JWT: an opaque token; nothing to decode")
     else:
         _print_jwt(peeked)
+    return 0
+
+
+def _sigv4_headers(
+    route: Route, signer: Any, args: argparse.Namespace, host: str, port: int
+) -> int:
+    """A sigv4 route: the headers the gateway would set on a sample request."""
+    default = 443 if args.scheme == "https" else 80
+    name = f"[{host}]" if ":" in host else host
+    authority = name if port == default else f"{name}:{port}"
+    url = f"{args.scheme}://{authority}{args.path}"
+    body = args.body.encode() if args.body is not None else b""
+    try:
+        creds = signer.credentials()
+    except TokenUnavailable as e:
+        print(f"authgw: token unavailable ({e.error_class}): {e}", file=sys.stderr)
+        return 1
+    method = args.method.upper()
+    signed = signer.sign(creds, method, url, [("host", authority)], body)
+    print(
+        f"authgw: route {route.name} (sigv4), service {signer.config.service}, region "
+        f"{signer.region}, key {fingerprint(creds.access_key)}, payload {signer.config.payload}: "
+        f"the headers for {method} {url} ({len(body)} bytes of body)",
+        file=sys.stderr,
+    )
+    for header, value in signed:
+        print(f"{header}: {value}")
     return 0
 
 

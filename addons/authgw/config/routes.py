@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from authgw.config.fields import FieldReader, join, kind_of
@@ -84,6 +85,12 @@ def _route(
         verify=_verify(r, m["verify"], f"{path}.verify", m) if "verify" in m else None,
         retry_on_401=r.boolean(m, "retry_on_401", path, False),
     )
+    if route.token is not None and route.token.type == "sigv4":
+        for key in ("header", "prefix", "inbound"):
+            if key in m:
+                reason = "does not apply to a sigv4 route (it sets Authorization and X-Amz-*)"
+                raise r.error(f"{path}.{key}", reason, m, key)
+        route = replace(route, prefix="")
     if route.retry_on_401 and route.token is None:
         reason = "needs a token: section (a verify-only route injects no token to renew)"
         raise r.error(f"{path}.retry_on_401", reason, m, "retry_on_401")

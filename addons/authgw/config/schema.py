@@ -128,7 +128,20 @@ class OAuth2TokenConfig:
     type: Literal["oauth2"] = "oauth2"
 
 
-TokenConfig = HmacTokenConfig | StsTokenConfig | StaticTokenConfig | OAuth2TokenConfig
+@dataclass(frozen=True)
+class SigV4TokenConfig:
+    """AWS Signature Version 4 on the whole request, made as late as possible."""
+
+    service: str
+    region: str | None = None
+    profile: str | None = None
+    payload: Literal["signed", "unsigned"] = "signed"
+    type: Literal["sigv4"] = "sigv4"
+
+
+TokenConfig = (
+    HmacTokenConfig | StsTokenConfig | StaticTokenConfig | OAuth2TokenConfig | SigV4TokenConfig
+)
 
 
 @dataclass(frozen=True)

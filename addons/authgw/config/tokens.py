@@ -19,6 +19,7 @@ from authgw.config.schema import (
     CacheSettings,
     HmacTokenConfig,
     OAuth2TokenConfig,
+    SigV4TokenConfig,
     StaticTokenConfig,
     StsTokenConfig,
     TokenConfig,
@@ -51,8 +52,33 @@ def parse_token(
         return StaticTokenConfig(value=r.secret(m, "value", path))
     if kind == "oauth2":
         return _oauth2(r, raw, path, parent)
-    reason = f"is not one of hmac, sts, static, oauth2 ({show(kind)})"
+    if kind == "sigv4":
+        return _sigv4(r, raw, path, parent)
+    reason = f"is not one of hmac, sts, static, oauth2, sigv4 ({show(kind)})"
     raise r.error(f"{path}.type", reason, raw, "type")
+
+
+_SERVICE = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
+
+
+def _sigv4(r: FieldReader, raw: Any, path: str, parent: Any) -> SigV4TokenConfig:
+    m = r.mapping(raw, path, ("type", "service", "region", "profile", "payload"), parent, "token")
+    service = r.string(m, "service", path, "")
+    if not _SERVICE.fullmatch(service):
+        reason = "is required: the AWS service's signing name (execute-api, lambda, es, s3, ...)"
+        raise r.error(f"{path}.service", reason, m, "service")
+    region = r.optional_str(m, "region", path, None)
+    profile = r.optional_str(m, "profile", path, None)
+    for key, value in (("region", region), ("profile", profile)):
+        if value == "":
+            raise r.error(f"{path}.{key}", "must not be empty (null: the default chain)", m, key)
+    payload = r.choice(m, "payload", path, ("signed", "unsigned"), "signed")
+    return SigV4TokenConfig(
+        service=service,
+        region=region,
+        profile=profile,
+        payload="unsigned" if payload == "unsigned" else "signed",
+    )
 
 
 def _oauth2(r: FieldReader, raw: Any, path: str, parent: Any) -> OAuth2TokenConfig:

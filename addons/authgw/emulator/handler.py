@@ -11,6 +11,10 @@
 - ``/_emulator/oauth2/faults`` (GET, POST ``{"code", "times", "latency", "message",
   "lifetime"}`` where ``code`` is an OAuth2 error code or a bad-answer mode, DELETE) and
   ``/_emulator/oauth2/calls`` (GET, DELETE) for OAuth2 alone.
+
+Any method on ``/_sigv4/...`` checks the request's SigV4 signature
+(``authgw.emulator.sigv4``): 200 with an echo of what was signed, or 403 with the AWS
+error code (``x-amzn-ErrorType``) and why.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from urllib.parse import urlsplit
 
 from authgw.emulator.controls import fault_settings, oauth2_fault_settings
 from authgw.emulator.oauth2 import OAUTH2_ANSWERS, TOKEN_PATH, OAuth2Service
+from authgw.emulator.sigv4 import SIGV4_PATH, SigV4Verifier, echo
 from authgw.emulator.sts import StsService
 
 if TYPE_CHECKING:
     from authgw.emulator.server import StsEmulator
 
 MAX_BODY_BYTES = 1 << 20
+MAX_SIGNED_BODY_BYTES = 4 << 20  # the SigV4 echo takes larger bodies
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -43,6 +49,7 @@ class EmulatorServer(ThreadingHTTPServer):
     emulator: StsEmulator
     sts: StsService
     oauth2: OAuth2Service
+    sigv4: SigV4Verifier
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (its own timeout) is not the emulator's error.
@@ -90,12 +97,12 @@ class Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, payload: object) -> None:
         self._send(status, json.dumps(payload), "application/json")
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self, limit: int = MAX_BODY_BYTES) -> bytes | None:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
+        if not 0 <= length <= limit:
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "bad body length"})
             return None
         return self.rfile.read(length)
@@ -116,7 +123,35 @@ class Handler(BaseHTTPRequestHandler):
             "/_emulator/oauth2/faults": emulator.oauth2_faults_state,
         }
 
+    def _sigv4(self) -> None:
+        body = self._read_body(MAX_SIGNED_BODY_BYTES)
+        if body is None:
+            return
+        url = f"http://{self.headers.get('Host', '')}{self.path}"
+        verdict = self._server.sigv4.check(self.command, url, self.headers.items(), body)
+        if verdict.ok:
+            payload = echo(verdict, self.command, self.path, body)
+            self._send(HTTPStatus.OK, json.dumps(payload), "application/json")
+            return
+        error = {"__type": verdict.code, "message": verdict.message}
+        headers = {"x-amzn-ErrorType": verdict.code}
+        self._send(HTTPStatus.FORBIDDEN, json.dumps(error), "application/json", headers)
+
+    def _signed(self) -> bool:
+        if self._path.startswith(SIGV4_PATH):
+            self._sigv4()
+            return True
+        return False
+
+    def do_PUT(self) -> None:
+        if not self._signed():
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    do_PATCH = do_HEAD = do_PUT
+
     def do_GET(self) -> None:
+        if self._signed():
+            return
         view = self._views().get(self._path)
         if view is not None:
             self._send_json(HTTPStatus.OK, view())
@@ -128,6 +163,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
     def do_DELETE(self) -> None:
+        if self._signed():
+            return
         emulator = self.emulator
         clear = {
             "/_emulator/faults": emulator.reset,
@@ -142,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(HTTPStatus.OK, self._views()[self._path]())
 
     def do_POST(self) -> None:
+        if self._signed():
+            return
         path = self._path
         if path not in ("/", TOKEN_PATH, "/_emulator/faults", "/_emulator/oauth2/faults"):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})

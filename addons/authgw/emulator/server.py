@@ -34,6 +34,7 @@ from authgw.emulator.oauth2_request import (
     OAuth2Client,
     client_registry,
 )
+from authgw.emulator.sigv4 import SIGV4_PATH, SigV4Credential, SigV4Verifier
 from authgw.emulator.sts import (
     AWS_ERRORS,
     DEMO_ACCESS_KEY_ID,
@@ -70,6 +71,7 @@ class StsEmulator(OAuth2Controls):
         origin_subject: str | None = DEMO_ORIGIN_SUBJECT,
         oauth2_clients: Mapping[str, str] | Iterable[OAuth2Client] | None = None,
         oauth2_lifetime: int = DEFAULT_LIFETIME,
+        sigv4_credentials: Iterable[SigV4Credential] = (),
     ) -> None:
         super().__init__(oauth2_lifetime)
         self._host = host
@@ -78,6 +80,8 @@ class StsEmulator(OAuth2Controls):
         self._account = account
         self._origin_subject = origin_subject
         self._oauth2_clients = client_registry(oauth2_clients)
+        demo = SigV4Credential(DEMO_ACCESS_KEY_ID, DEMO_SECRET_ACCESS_KEY)
+        self.sigv4 = SigV4Verifier([demo, *sigv4_credentials], clock=clock)
         self._stopping = threading.Event()
         self._faults = Faults()
         self._calls: CallLog[CallRecord] = CallLog()
@@ -125,6 +129,7 @@ class StsEmulator(OAuth2Controls):
             calls=self._oauth2_calls,
             stopping=self._stopping,
         )
+        server.sigv4 = self.sigv4
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -179,6 +184,11 @@ class StsEmulator(OAuth2Controls):
     def token_url(self) -> str:
         """The OAuth2 client-credentials token endpoint."""
         return self.url + TOKEN_PATH
+
+    @property
+    def sigv4_url(self) -> str:
+        """The SigV4 echo endpoint: any path below it checks the request's signature."""
+        return self.url + SIGV4_PATH.rstrip("/")
 
     @property
     def account(self) -> str:
@@ -279,6 +289,7 @@ def serve(
             f"AWS_SECRET_ACCESS_KEY={DEMO_SECRET_ACCESS_KEY}",
             "# OAuth2 client credentials (client_secret_basic or client_secret_post):",
             f"AUTHGW_OAUTH2_TOKEN_URL={sts.token_url}",
+            f"# a SigV4 echo (checks signatures made with the key above): {sts.sigv4_url}/",
         ]
         if oauth2_clients is None:
             lines += [

@@ -1,4 +1,4 @@
-"""Token sources: one module per ``token.type`` (hmac, sts, static).
+"""Token sources: one module per ``token.type`` (hmac, sts, static, oauth2; sigv4 signs).
 
 A source turns an audience into a ``Token``. It does no caching of its own beyond
 its secret: ``TokenCache`` decides when to call ``fetch``. ``cache_params`` names
@@ -9,13 +9,20 @@ secret or setting never serves an old token.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, TypeAlias
 
 from authgw.config import Config, ConfigError, Route
 from authgw.sources.base import Clock, SecretReader, TokenSource
 from authgw.sources.remote import SecretStore
 from authgw.tokens import MissingSecret
 
-__all__ = ["Clock", "SecretReader", "SecretStore", "TokenSource", "build", "build_all"]
+if TYPE_CHECKING:
+    from authgw.sources.sigv4 import SigV4Signer
+
+__all__ = ["Clock", "SecretReader", "SecretStore", "Source", "TokenSource", "build", "build_all"]
+
+# What a route's token: builds: a token source, or (sigv4) a signer of each request.
+Source: TypeAlias = "TokenSource | SigV4Signer"
 
 
 def build(
@@ -24,7 +31,7 @@ def build(
     clock: Clock = time.time,
     secrets: SecretStore | None = None,
     default_ttl: float = 300.0,
-) -> TokenSource:
+) -> Source:
     """The source for ``route.token``. STS (and so boto3) is imported only when used;
     remote secrets come from ``secrets`` (shared across reloads)."""
     token = route.token
@@ -50,6 +57,10 @@ def build(
             client_id=store.reader(token.client_id),
             client_secret=store.reader(token.client_secret),
         )
+    if token.type == "sigv4":
+        from authgw.sources.sigv4 import SigV4Signer
+
+        return SigV4Signer(route.name, token, clock=clock)
     from authgw.sources.sts import StsSource
 
     return StsSource(route.name, token, clock=clock)
@@ -57,7 +68,7 @@ def build(
 
 def build_all(
     config: Config, *, clock: Clock = time.time, secrets: SecretStore | None = None
-) -> tuple[dict[str, TokenSource], list[str]]:
+) -> tuple[dict[str, Source], list[str]]:
     """A source per route that injects tokens, by route name, and notes about optional
     secrets that are missing.
 
@@ -66,7 +77,7 @@ def build_all(
     route answers 502 ``missing_secret`` until a read succeeds.
     """
     secrets = secrets or SecretStore()
-    built: dict[str, TokenSource] = {}
+    built: dict[str, Source] = {}
     notes: list[str] = []
     for i, route in enumerate(config.routes):
         token = route.token
@@ -81,6 +92,8 @@ def build_all(
             ]
             if any(ref is not None and ref.remote for ref in refs):
                 notes.append(f"route {route.name}: {e}; answering 502 until a read succeeds")
+            elif token.type == "sigv4":
+                raise ConfigError(f"routes[{i}].token", str(e)) from e
             elif token.type == "hmac" and token.optional:
                 notes.append(
                     f"route {route.name}: {e}; optional, so requests go without "

@@ -1,0 +1,114 @@
+"""sigv4 routes on a flow: credentials at the decision, the signature at the last word.
+
+``prepare`` runs in the request decision: the client's own copies of the SigV4 headers
+are dropped and the credentials taken (in a thread, when botocore must refresh them).
+``sign`` runs in the gateway's last-word hook, after every other addon (mitmproxy's
+``map_remote``, ``modify_headers`` and ``modify_body`` included) has changed the
+request: the query is put in canonical form, botocore signs the method, URL, headers and
+body as they will be sent, and the four headers go on (the signature and the session
+token masked, as any token). A body mitmproxy streams cannot be hashed: with
+``payload: unsigned`` it is signed at the decision as ``UNSIGNED-PAYLOAD``; with
+``payload: signed`` it is ``unsignable_body``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from mitmproxy import http
+from mitmproxy.net.http.http1 import expected_http_body_size
+
+from authgw.flowstate import FlowState
+from authgw.redaction import Masked, redacted
+from authgw.sources.sigv4 import SIGV4_HEADERS, SigV4Signer, canonical_query
+from authgw.tokens import TokenUnavailable, fingerprint
+
+SECRET_HEADERS = frozenset({"authorization", "x-amz-security-token"})
+
+
+def prepare(
+    signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, streaming: bool
+) -> Coroutine[Any, Any, None] | None:
+    """Drop the client's SigV4 headers and take the credentials; None when done, or a
+    coroutine to await when botocore must refresh them first."""
+    req, record = flow.request, state.record
+    for name in SIGV4_HEADERS:
+        if name in req.headers:
+            del req.headers[name]
+            record.headers_removed.append(name)
+    record.token_source = signer.kind
+    if signer.needs_refresh():
+        return _refreshed(signer, flow, state, streaming)
+    _ready(signer, flow, state, signer.credentials(), streaming)
+    return None
+
+
+async def _refreshed(
+    signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, streaming: bool
+) -> None:
+    _ready(signer, flow, state, await asyncio.to_thread(signer.credentials), streaming)
+
+
+def _ready(
+    signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, creds: Any, streaming: bool
+) -> None:
+    state.sigv4 = creds
+    record = state.record
+    record.kid = fingerprint(creds.access_key)
+    record.action = "injected"
+    if will_stream(flow.request, streaming):
+        if signer.config.payload == "signed":
+            raise TokenUnavailable(
+                "unsignable_body",
+                f"route {signer.route}: mitmproxy streams this request's body, which cannot "
+                "be hashed before it is sent (payload: unsigned signs such requests)",
+            )
+        sign(signer, flow, state, body_known=False)  # now: the headers leave before `request`
+
+
+def will_stream(req: http.Request, streaming: bool) -> bool:
+    """True if mitmproxy streams (or may stream) the body, so it sends the headers before
+    the ``request`` hooks: already set to stream, or, with ``stream_large_bodies`` on, a
+    body whose size is not known from its headers (chunked)."""
+    if req.stream:
+        return True
+    if not streaming:
+        return False
+    try:
+        size = expected_http_body_size(req)
+    except ValueError:
+        return True
+    return size is None or size < 0
+
+
+def sign(signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, body_known: bool) -> None:
+    """Sign the request as it will be sent; replaces any SigV4 header another addon set."""
+    creds = state.sigv4
+    assert creds is not None
+    req = flow.request
+    path, sep, query = req.path.partition("?")
+    if sep:
+        req.path = f"{path}?{canonical_query(query)}" if query else path
+    headers: list[tuple[str, str]] = list(req.headers.items(multi=True))  # type: ignore[no-untyped-call]
+    host = req.host_header  # what the upstream reads: Host, or HTTP/2's :authority
+    if host and not any(k.lower() == "host" for k, _ in headers):
+        headers.append(("host", host))
+    url = req.url  # scheme, host, port (left out when it is the default), path and query
+    body = req.raw_content if body_known else None
+    signed = signer.sign(creds, req.method, url, headers, body)
+    for name in SIGV4_HEADERS:
+        if name in req.headers:
+            del req.headers[name]
+    fields = list(req.headers.fields)
+    set_names = []
+    for name, value in signed:
+        raw = value.encode()
+        if name.lower() in SECRET_HEADERS:
+            raw = Masked(raw, redacted(value, ""))
+        fields.append((name.encode(), raw))
+        set_names.append(name)
+    req.headers.fields = tuple(fields)
+    state.record.headers_set = set_names
+    state.signed = True

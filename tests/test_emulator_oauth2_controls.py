@@ -190,17 +190,19 @@ def test_lifetime_must_be_a_positive_integer(emulator: StsEmulator, seconds: Any
         StsEmulator(oauth2_lifetime=seconds)
 
 
-def test_latency_delays_token_answers_only(emulator: StsEmulator) -> None:
-    emulator.set_oauth2_latency(0.3)
+def test_latency_delays_token_answers_only() -> None:
+    with StsEmulator() as emulator:  # its own: stopping it ends the injected wait
+        emulator.set_oauth2_latency(30)  # far longer than anything below takes
+        answers: list[Answer] = []
+        thread = threading.Thread(target=lambda: answers.append(token_request(emulator)))
+        thread.start()
+        wait_until(lambda: emulator.oauth2_in_flight == 1)
 
-    started = time.monotonic()
-    assert token_request(emulator).status == 200
-    oauth2_took = time.monotonic() - started
-    started = time.monotonic()
-    make_client(emulator).get_web_identity_token(Audience=["a"], SigningAlgorithm="RS256")
-    sts_took = time.monotonic() - started
+        make_client(emulator).get_web_identity_token(Audience=["a"], SigningAlgorithm="RS256")
 
-    assert oauth2_took >= 0.3 and sts_took < 0.3
+        assert thread.is_alive() and not answers  # the token answer still waits
+    thread.join(10)  # stopping answered the waiting call at once
+    assert not thread.is_alive()
 
 
 def held_call(emulator: StsEmulator, answers: list[Answer]) -> threading.Thread:

@@ -29,7 +29,7 @@ def answered(status: int = 401) -> tuple[http.HTTPFlow, FlowState]:
     flow = tflow.tflow(resp=tutils.tresp(status_code=status))
     state = FlowState(FlowRecord(route="api", action="injected"), route=ROUTE)
     state.headers_before = ((b"Host", b"api.example"), (b"Authorization", b"Bearer client"))
-    state.body_before = b"the client's body"
+    state.request_before = tutils.treq(content=b"the client's body", path=b"/before-map-remote")
     return flow, state
 
 
@@ -40,6 +40,7 @@ def test_a_401_to_an_injected_token_is_resent_once() -> None:
     assert copy.id != flow.id and retry.is_copy(copy) and copy.is_replay == "request"
     assert copy.request.headers.fields == state.headers_before
     assert copy.request.raw_content == b"the client's body"
+    assert copy.request.path == "/before-map-remote"  # not where other addons sent it
     assert copy.response is None and copy.error is None and not copy.live
     assert not retry.wanted(copy, state)  # a copy is never resent: no loop
 
@@ -65,7 +66,9 @@ def test_what_is_not_resent(change: str) -> None:
     if change == "streamed request":
         flow.request.stream = True
     if change == "no body kept":
-        state.body_before = None
+        assert state.request_before is not None
+        state.request_before.stream = True
+        state.request_before.raw_content = None
     if change == "streamed response":
         assert flow.response is not None
         flow.response.stream = True

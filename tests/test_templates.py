@@ -76,6 +76,9 @@ def test_every_kind_of_placeholder_is_filled_in() -> None:
         ({"X-User": ["  "]}, {"sub": "a"}, "missing claim input X-User"),
         ({"X-User": ["a", "b"]}, {"sub": "a"}, "bad claim input X-User: sent 2 times"),
         ({"X-User": ["x" * 1025]}, {"sub": "a"}, "bad claim input X-User: longer than 1024"),
+        ({"X-User": ["al\udcffice"]}, {"sub": "a"}, "bad claim input X-User: not printable"),
+        ({"X-User": ["alice\r\n admin"]}, {"sub": "a"}, "bad claim input X-User: not printable"),
+        ({"X-User": ["u"]}, {"sub": "\ud800"}, "bad claim input sub: not printable"),
         ({"X-User": ["u"]}, None, "missing claim input sub"),
         ({"X-User": ["u"]}, {"sub": ""}, "missing claim input sub"),
         ({"X-User": ["u"]}, {"sub": None}, "missing claim input sub"),
@@ -139,6 +142,13 @@ def _load(tmp_path: Path, token: str, extra: str = "") -> configmod.Config:
             "inbound: keep-as:x-orig",
             r"names a header that carries the route's credential",
         ),
+        (
+            'claims: {a: "${header:Transfer-Encoding}"}',
+            "",
+            r"\$\{header:Transfer-Encoding\} names a header that frames or routes the request",
+        ),
+        ('claims: {a: "${header:host}"}', "", r"frames or routes the request"),
+        ('claims: {a: "${header:x-upstream-host}"}', "", r"frames or routes the request"),
     ],
 )
 def test_templates_the_config_refuses(

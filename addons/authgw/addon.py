@@ -223,7 +223,7 @@ class AuthGateway:
             pending = self._decide(flow, count=False)
         state = self._flows.get(flow)
         if state is not None and state.route is not None and state.route.retry_on_401:
-            state.body_before = flow.request.raw_content  # before modify_body and later addons
+            state.request_before = flow.request.copy()  # before map_remote and modify_*
         if pending is None:
             self._mark_sent(flow)
             return None
@@ -307,7 +307,8 @@ class AuthGateway:
             source = rt.sources.get(state.record.route or "")
             if source is not None:
                 await source.settle()  # a kept secret being re-read: sign with its new value
-            await retry.resend(copy)
+            if flow.client_conn.timestamp_end is None:  # the client is still there
+                await retry.resend(copy)
         except Exception:  # noqa: BLE001 - the first answer stands
             logger.error("authgw: route %s: retry failed", state.record.route, exc_info=_debug())
         again = self._flows.get(copy)
@@ -317,8 +318,8 @@ class AuthGateway:
     def error(self, flow: http.HTTPFlow) -> None:
         state, rt = self._flows.get(flow), self.manager.current
         redact(flow, state)
-        if state is not None and rt is not None:
-            self.outcomes.finish(rt, flow, state, None)
+        if state is not None and rt is not None and not retry.is_copy(flow):
+            self.outcomes.finish(rt, flow, state, None)  # a resend's record is the original's
 
 
 class _LastWord:

@@ -21,7 +21,7 @@ from mitmproxy.net.http.http1 import expected_http_body_size
 from authgw import annotate, routing
 from authgw.binding import foreign_name
 from authgw.cache import CacheKey, Fetcher
-from authgw.config import Config, Route
+from authgw.config import Config, Route, claim_template
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics
@@ -200,7 +200,7 @@ class Decider:
         source = cast(TokenSource, source)
         record.token_source = source.kind
         record.audience = audience
-        template: ClaimTemplate | None = getattr(route.token, "template", None)
+        template = claim_template(route.token)
         rendered = None if template is None else _render(template, req, state)
         try:
             params = source.cache_params()
@@ -430,7 +430,9 @@ def _check_scheme(route: Route, req: http.Request) -> None:
         )
 
 
-def _render(template: ClaimTemplate, req: http.Request, state: FlowState) -> tuple[Any, str]:
+def _render(
+    template: ClaimTemplate, req: http.Request, state: FlowState
+) -> tuple[dict[str, Any], str]:
     """The route's claims filled in from the request; the headers they read are removed
     before forwarding. A missing input is a 400 ``missing_claim_input``."""
     inputs = Inputs(req.headers.get_all, state.client_claims, req.host, req.method)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mitmproxy import http
+
 from authgw.cache import CacheKey
 from authgw.config import Route
 from authgw.flowlog import FlowRecord
@@ -24,6 +26,7 @@ class FlowState:
     headers_before: tuple[tuple[bytes, bytes], ...] = ()
     redacted: bool = False
     client_claims: Mapping[str, Any] | None = None  # of a client token verify accepted
-    body_before: bytes | None = None  # the client's body, kept on retry_on_401 routes
+    request_before: http.Request | None = None  # the request at authgw's request hook
+    # (before map_remote, modify_* and later addons), kept on retry_on_401 routes
     sigv4: Any = None  # a sigv4 route's credentials (botocore ReadOnlyCredentials)
     signed: bool = False  # a sigv4 route's signature is on

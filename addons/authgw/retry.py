@@ -33,7 +33,8 @@ def wanted(flow: http.HTTPFlow, state: FlowState) -> bool:
         and not response.stream
         and state.record.action == "injected"
         and not flow.request.stream
-        and state.body_before is not None
+        and state.request_before is not None
+        and state.request_before.raw_content is not None
         and not is_copy(flow)
     )
 
@@ -43,10 +44,12 @@ def is_copy(flow: http.HTTPFlow) -> bool:
 
 
 def copy_of(flow: http.HTTPFlow, state: FlowState) -> http.HTTPFlow:
-    """The request once more, with the headers and body the client sent."""
+    """The request once more, as it was at authgw's request hook (URL and body before
+    map_remote and modify_*, which run on the copy again), with the client's headers."""
+    assert state.request_before is not None
     copy = cast(http.HTTPFlow, flow.copy())  # type: ignore[no-untyped-call]  # new id, not live
+    copy.request = state.request_before.copy()
     copy.request.headers.fields = state.headers_before
-    copy.request.raw_content = state.body_before
     copy.response = None
     copy.error = None
     copy.is_replay = "request"

@@ -21,6 +21,9 @@ from typing import Any, Literal
 _TOKEN = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{|\$")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 MAX_INPUT = 1024  # characters: one input beyond this is refused, not signed
+# Control characters (a folded header's CR LF among them) and lone surrogates (bytes that
+# are not UTF-8, as mitmproxy decodes them): refused, never signed.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 Kind = Literal["header", "client", "host", "method"]
 
@@ -176,8 +179,11 @@ def _read(slot: Slot, inputs: Inputs) -> Any:
         value = (inputs.client or {}).get(slot.name)
     if value is None or value in ("", [], {}):
         raise MissingClaimInput(slot.name)
-    if isinstance(value, str) and len(value) > MAX_INPUT:
-        raise MissingClaimInput(slot.name, f"longer than {MAX_INPUT} characters")
+    if isinstance(value, str):
+        if len(value) > MAX_INPUT:
+            raise MissingClaimInput(slot.name, f"longer than {MAX_INPUT} characters")
+        if _UNPRINTABLE.search(value):
+            raise MissingClaimInput(slot.name, "not printable UTF-8 text")
     return value
 
 

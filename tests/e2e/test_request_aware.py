@@ -192,8 +192,10 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             for attempt in range(3):
                 metrics_port = closed_loopback_port()
                 try:
+                    # map_remote moves /mr/ paths: a resend must not be moved twice
+                    args = ["-v", "--map-remote", "|/mr/|/mr/x/"]
                     gateway = factory.start(
-                        config(tmp, parts, flowlog, metrics_port), env=env, extra_args=["-v"]
+                        config(tmp, parts, flowlog, metrics_port), env=env, extra_args=args
                     )
                     break
                 except GatewayError as e:
@@ -317,3 +319,10 @@ def test_a_second_401_goes_to_the_client_and_is_not_retried_again(lab: Lab) -> N
     assert len([r for r in read_flowlog(lab.flowlog) if r["path"] == "/refused"]) == 1
     metrics = lab.scrape()
     assert metrics.get("authgw_upstream_retries_total", route="refusing", result="401") == 1
+
+
+def test_a_resend_goes_where_the_first_try_went(lab: Lab) -> None:
+    lab.refusing.clear()
+    url = f"http://127.0.0.1:{lab.refusing.port}/mr/a"
+    assert proxy_request(lab.gateway.port, "GET", url).status == 401
+    assert [r.path for r in lab.refusing.requests] == ["/mr/x/a", "/mr/x/a"]

@@ -21,9 +21,9 @@ from typing import Any, cast
 from authgw import config as configmod
 from authgw import routing, sources
 from authgw.cache import CacheKey, TokenCache
-from authgw.config import Config, ConfigError, Route
+from authgw.config import Config, ConfigError, Route, claim_template
 from authgw.sources.hmac import HmacSource
-from authgw.templates import ClaimTemplate, Inputs, MissingClaimInput
+from authgw.templates import Inputs, MissingClaimInput
 from authgw.tokens import (
     InsecureUpstream,
     JwtPeek,
@@ -186,7 +186,7 @@ def _rendered_claims(
 ) -> tuple[dict[str, Any], str] | None:
     """A templated route's claims, filled in from ``--header``, ``--client-claim``,
     ``--method`` and HOST as the gateway fills them from a request."""
-    template: ClaimTemplate | None = getattr(route.token, "template", None)
+    template = claim_template(route.token)
     if template is None:
         return None
     headers: list[tuple[str, str]] = args.header

@@ -33,6 +33,7 @@ from authgw.config.schema import (
     StsTokenConfig,
     TokenConfig,
     VerifyConfig,
+    claim_template,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "StsTokenConfig",
     "TokenConfig",
     "VerifyConfig",
+    "claim_template",
     "load",
     "parse",
 ]

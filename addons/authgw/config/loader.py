@@ -85,7 +85,7 @@ def _document(r: FieldReader, data: Any) -> Config:
     flowlog = r.optional_str(top, "flowlog", "", None)
     metrics = r.optional_str(top, "metrics", "", None)
     return Config(
-        routes=parse_routes(r, top, cache),
+        routes=parse_routes(r, top, cache, upstream_header),
         unmatched="reject"
         if r.choice(top, "unmatched", "", ("passthrough", "reject"), "passthrough") == "reject"
         else "passthrough",

@@ -11,15 +11,16 @@ from dataclasses import replace
 from typing import Any
 
 from authgw.config.fields import FieldReader, join, kind_of
-from authgw.config.schema import CacheSettings, Route, VerifyConfig
+from authgw.config.schema import CacheSettings, Route, VerifyConfig, claim_template
 from authgw.config.tokens import parse_token
 from authgw.hosts import HostPattern
-from authgw.templates import ClaimTemplate
 
 _ROUTE_NAME = re.compile(r"[a-z0-9_]+")
 
 
-def parse_routes(r: FieldReader, top: Mapping[str, Any], cache: CacheSettings) -> tuple[Route, ...]:
+def parse_routes(
+    r: FieldReader, top: Mapping[str, Any], cache: CacheSettings, upstream_header: str | None
+) -> tuple[Route, ...]:
     """``top["routes"]``: a required list of routes with unique names, in file order."""
     raw = top.get("routes")
     if raw is None:
@@ -29,7 +30,7 @@ def parse_routes(r: FieldReader, top: Mapping[str, Any], cache: CacheSettings) -
     routes: list[Route] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        route = _route(r, item, f"routes[{i}]", raw, i, cache)
+        route = _route(r, item, f"routes[{i}]", raw, i, cache, upstream_header)
         if route.name in seen:
             raise r.error(
                 f"routes[{i}].name",
@@ -43,7 +44,13 @@ def parse_routes(r: FieldReader, top: Mapping[str, Any], cache: CacheSettings) -
 
 
 def _route(
-    r: FieldReader, raw: Any, path: str, parent: Any, index: int, cache: CacheSettings
+    r: FieldReader,
+    raw: Any,
+    path: str,
+    parent: Any,
+    index: int,
+    cache: CacheSettings,
+    upstream_header: str | None,
 ) -> Route:
     m = r.mapping(
         raw,
@@ -94,25 +101,52 @@ def _route(
     if route.retry_on_401 and route.token is None:
         reason = "needs a token: section (a verify-only route injects no token to renew)"
         raise r.error(f"{path}.retry_on_401", reason, m, "retry_on_401")
-    _check_template(r, route, m, path)
+    _check_template(r, route, m, path, upstream_header)
     return route
 
 
-def _check_template(r: FieldReader, route: Route, m: Mapping[str, Any], path: str) -> None:
+# Headers a template may not read: removing them would change how the request is framed
+# or routed (a client could smuggle a second request past the gateway).
+_FRAMING_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "proxy-connection",
+    }
+)
+
+
+def _check_template(
+    r: FieldReader, route: Route, m: Mapping[str, Any], path: str, upstream_header: str | None
+) -> None:
     """A template reads client claims only where verify accepts them, and never reads
-    the headers that carry credentials."""
-    template: ClaimTemplate | None = getattr(route.token, "template", None)
+    the headers that carry credentials, frame the request or name its upstream."""
+    template = claim_template(route.token)
     if template is None:
         return
     where = f"{path}.token.claims"
     if template.uses_client and route.verify is None:
         reason = "${client:...} needs a verify: section (the claims of a token it accepted)"
         raise r.error(where, reason, m, "token")
-    taken = {route.header.lower(), (route.keep_inbound_as or "").lower()}
+    credentials = {route.header.lower(), (route.keep_inbound_as or "").lower()}
     for name in template.headers:
-        if name.lower() in taken:
+        lowered = name.lower()
+        if lowered in credentials:
             reason = f"${{header:{name}}} names a header that carries the route's credential"
-            raise r.error(where, reason, m, "token")
+        elif lowered in _FRAMING_HEADERS or lowered == (upstream_header or "").lower():
+            reason = f"${{header:{name}}} names a header that frames or routes the request"
+        else:
+            continue
+        raise r.error(where, reason, m, "token")
 
 
 def _hosts(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[HostPattern, ...]:

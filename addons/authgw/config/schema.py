@@ -144,6 +144,11 @@ TokenConfig = (
 )
 
 
+def claim_template(token: TokenConfig | None) -> ClaimTemplate | None:
+    """The claim template of an hmac token with ``${...}`` claims, else None."""
+    return token.template if isinstance(token, HmacTokenConfig) else None
+
+
 @dataclass(frozen=True)
 class VerifyConfig:
     """Check the bearer token clients send to a route's hosts (``verify:``)."""

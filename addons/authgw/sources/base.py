@@ -167,11 +167,20 @@ class SecretReader:
         return "the literal in the config file is empty"
 
 
+_SETTLE_POLL = 0.05  # seconds between looks at a read in progress
+
+
 async def settled(secret: Any) -> None:
-    """Wait (in a thread, within the read's timeout) for a kept secret's read in progress."""
+    """Wait, within the read's timeout, for a kept secret's read in progress. It looks
+    every 50 ms instead of blocking a thread: the loop's default pool also resolves
+    upstream names, and many retries waiting there would hold up every flow."""
     wait = getattr(secret, "wait", None)
-    if wait is not None:
-        await asyncio.to_thread(wait, secret.ref.timeout + 1.0)
+    if wait is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + secret.ref.timeout + 1.0
+    while not wait(0) and loop.time() < deadline:
+        await asyncio.sleep(_SETTLE_POLL)
 
 
 def _strip_newline(data: bytes) -> bytes:

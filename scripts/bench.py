@@ -19,6 +19,8 @@ Sections:
         proxy, so no name is ever resolved): peak cache entries, RSS growth
   users 10,000 distinct users through one route whose claims take
         `${header:X-Debug-User}`, with `max_entries: 100`: peak cache entries, RSS growth
+  sigv4 signing a request: in process for 1 KB and 1 MB bodies, and mitmdump's CPU per
+        PUT of those bodies without the gateway and with a sigv4 route
   start mitmdump start-up, to the first answered request: no addon, the gateway
         without an STS route, and with one (boto3 is imported only then)
   soak  keep-alive clients through mitmdump for minutes on short-lived tokens, half on
@@ -41,6 +43,7 @@ from benches.cpu import bench_cpu
 from benches.hook import bench_hook
 from benches.hosts import bench_hosts
 from benches.refresh import bench_refresh
+from benches.sigv4 import bench_sigv4
 from benches.soak import bench_soak
 from benches.start import bench_start
 from benches.users import bench_users
@@ -52,6 +55,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "cold": lambda a: bench_cold(200),
     "hosts": lambda a: bench_hosts(a.hosts, 1000),
     "users": lambda a: bench_users(a.users, 100),
+    "sigv4": lambda a: bench_sigv4(a.rounds),
     "start": lambda a: bench_start(a.rounds),
     "soak": lambda a: bench_soak(a.soak_clients, a.soak_minutes, a.soak_life),
 }

@@ -357,3 +357,37 @@ def test_verify_leeway_forgives_a_clock_a_few_seconds_off(
     argv = ["verify", token, "--secret", "env:DIAG_SECRET", "--leeway", "30"]
     code, out, _ = run(capsys, argv, token)
     assert code == 0 and out.startswith("valid")
+
+
+def test_token_for_a_sigv4_route_prints_headers_that_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from authgw.emulator.sigv4 import SigV4Credential, SigV4Verifier
+
+    key, secret = "AKIDCLITEST0000", "cli-test-aws-secret-key-0123456789"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        routes:
+          - name: aws
+            hosts: [api.example]
+            token: {type: sigv4, service: execute-api, region: eu-west-1}
+        """,
+    )
+    argv = ["token", "api.example", "-c", str(path), "--method", "post", "--path", "/p?b=1&a=2"]
+    code, out, err = run(capsys, [*argv, "--body", "{}"], secret)
+    assert code == 0, err
+    assert "route aws (sigv4), service execute-api, region eu-west-1" in err
+    assert "https://api.example/p?a=2&b=1" in err
+    headers = [tuple(line.split(": ", 1)) for line in out.splitlines()]
+    assert [name for name, _ in headers] == ["Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"]
+    verifier = SigV4Verifier([SigV4Credential(key, secret)])
+    verdict = verifier.check(
+        "POST", "https://api.example/p?a=2&b=1", [*headers, ("Host", "api.example")], b"{}"
+    )
+    assert verdict.ok, verdict.code

@@ -29,4 +29,4 @@ class FlowState:
     request_before: http.Request | None = None  # the request at authgw's request hook
     # (before map_remote, modify_* and later addons), kept on retry_on_401 routes
     sigv4: Any = None  # a sigv4 route's credentials (botocore ReadOnlyCredentials)
-    signed: bool = False  # a sigv4 route's signature is on
+    signed: bool = False  # a sigv4 route's signature is final (made with the body known)

@@ -111,4 +111,4 @@ def sign(signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, body_kno
         set_names.append(name)
     req.headers.fields = tuple(fields)
     state.record.headers_set = set_names
-    state.signed = True
+    state.signed = body_known  # signed before the body was known: again at the last word

@@ -161,7 +161,10 @@ def _sigv4_headers(
     default = 443 if args.scheme == "https" else 80
     name = f"[{host}]" if ":" in host else host
     authority = name if port == default else f"{name}:{port}"
-    url = f"{args.scheme}://{authority}{args.path}"
+    from authgw.sources.sigv4 import canonical_query  # botocore: only for sigv4 routes
+
+    path, _, query = args.path.partition("?")
+    url = f"{args.scheme}://{authority}{path}" + (f"?{canonical_query(query)}" if query else "")
     body = args.body.encode() if args.body is not None else b""
     try:
         creds = signer.credentials()

@@ -179,5 +179,5 @@ class SigV4Signer:
             "payload": self.config.payload,
             "profile": self.config.profile,
             "credentials": getattr(creds, "method", None),
-            "access_key_fingerprint": self.key_id(),
+            "secret_fingerprint": self.key_id(),  # of the access key id, as the flow log's kid
         }

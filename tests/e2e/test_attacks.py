@@ -45,6 +45,9 @@ class Lab:
     gateway: Gateway
     up: dict[str, Upstream]
     sni: list[str | None] = field(default_factory=list)  # what the TLS upstreams were asked
+    # The same config with connection_strategy=lazy: mitmproxy then offers HTTP/2 to the
+    # client before it meets the HTTP/1.1 upstream (eager mirrors the upstream's ALPN).
+    h2: Gateway | None = None
 
     @property
     def port(self) -> int:
@@ -141,10 +144,12 @@ def lab_(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> Iterator
         server.start()
     factory = GatewayFactory(tmp_path_factory.mktemp("attacks"), upstream_ca=certs.ca_cert)
     try:
-        gateway = factory.start(
-            routes_config(up), env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET}
+        env = {"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET}
+        gateway = factory.start(routes_config(up), env=env)
+        h2 = factory.start(
+            routes_config(up), env=env, extra_args=["--set", "connection_strategy=lazy"]
         )
-        yield Lab(factory, gateway, up, seen)
+        yield Lab(factory, gateway, up, seen, h2)
     finally:
         factory.stop_all()
         for server in up.values():
@@ -183,6 +188,19 @@ def closed_without_answer(sock: socket.socket) -> bool:
 
 def curl(lab: Lab, *args: str) -> tuple[int, str]:
     """curl through the gateway, trusting its CA: (HTTP status, stdout)."""
+    status, _, body = _curl(lab.gateway, *args)
+    return status, body
+
+
+def curl_h2(lab: Lab, *args: str) -> tuple[int, str]:
+    """curl --http2 through the lazy gateway; fails unless HTTP/2 was spoken to it."""
+    assert lab.h2 is not None
+    status, version, body = _curl(lab.h2, "--http2", *args)
+    assert version == "2", f"curl spoke HTTP/{version} to the proxy"
+    return status, body
+
+
+def _curl(gateway: Gateway, *args: str) -> tuple[int, str, str]:
     done = subprocess.run(
         [
             "curl",
@@ -190,21 +208,22 @@ def curl(lab: Lab, *args: str) -> tuple[int, str]:
             "--max-time",
             "10",
             "-x",
-            f"http://127.0.0.1:{lab.port}",
+            f"http://127.0.0.1:{gateway.port}",
             "--cacert",
-            str(lab.gateway.ca_cert_path),
+            str(gateway.ca_cert_path),
             "-o",
             "-",
             "-w",
-            "\n%{http_code}",
+            "\n%{http_version} %{http_code}",
             *args,
         ],
         capture_output=True,
         text=True,
         timeout=20,
     )
-    body, _, status = done.stdout.rpartition("\n")
-    return int(status or 0), body
+    body, _, last = done.stdout.rpartition("\n")
+    version, _, status = last.partition(" ")
+    return int(status or 0), version, body
 
 
 # --------------------------------------------------------------- 1. raw-TCP bypass
@@ -285,7 +304,7 @@ def test_an_inner_host_header_in_a_tunnel_is_421(lab: Lab) -> None:
 
 def test_http2_authority_naming_another_host_is_421(lab: Lab) -> None:
     url = f"https://localhost:{lab.up['tls'].port}/h2"
-    status, body = curl(lab, "--http2", "-H", "Host: tenant-b.example", url)
+    status, body = curl_h2(lab, "-H", "Host: tenant-b.example", url)
     assert status == 421 and "host does not match the route" in body
     lab.assert_untouched("tls")
 
@@ -294,13 +313,12 @@ def test_http2_and_grpc_style_posts_carry_the_token_to_the_routed_host(
     lab: Lab, tmp_path: Path
 ) -> None:
     url = f"https://localhost:{lab.up['tls'].port}"
-    status, _ = curl(lab, "--http2", f"{url}/h2-get")
+    status, _ = curl_h2(lab, f"{url}/h2-get")
     assert status == 200
     message = tmp_path / "message.bin"
     message.write_bytes(b"\x00\x00\x00\x00\x02hi")  # a gRPC length-prefixed message
-    status, _ = curl(
+    status, _ = curl_h2(
         lab,
-        "--http2",
         "-X",
         "POST",
         "-H",

@@ -161,7 +161,7 @@ def test_s3_signs_the_payload_hash_header(aws_env: None, tmp_path: Path) -> None
 
 def test_unsigned_payload(aws_env: None, tmp_path: Path) -> None:
     f = aws_flow(body=b"x" * 10)
-    ok, why, wire = run_flow(config(tmp_path, payload="unsigned"), f)
+    ok, why, wire = run_flow(config(tmp_path, service="s3", payload="unsigned"), f)
     assert ok, why
     assert values(wire, "X-Amz-Content-SHA256") == ["UNSIGNED-PAYLOAD"]
 
@@ -184,3 +184,38 @@ def test_unsigned_payload(aws_env: None, tmp_path: Path) -> None:
 )
 def test_canonical_query(query: str, canonical: str) -> None:
     assert canonical_query(query) == canonical
+
+
+def test_an_s3_path_is_sent_in_the_form_s3_signs(aws_env: None, tmp_path: Path) -> None:
+    f = aws_flow("/bucket/a(b)!*'~+x%20y%2fz", body=b"")
+    ok, why, wire = run_flow(config(tmp_path, service="s3"), f)
+    assert ok, why
+    assert f.request.path == "/bucket/a%28b%29%21%2A%27~%2Bx%20y%2Fz"
+
+
+def test_repeated_cookies_are_joined_as_they_will_be_sent(aws_env: None, tmp_path: Path) -> None:
+    f = aws_flow(body=b"")
+    f.request.headers.add("Cookie", "a=1")
+    f.request.headers.add("Cookie", "b=2")
+    ok, why, wire = run_flow(config(tmp_path), f)
+    assert ok, why
+    assert values(wire, "cookie") == ["a=1; b=2"]
+
+
+def test_an_aws_error_that_quotes_the_request_is_scrubbed(aws_env: None, tmp_path: Path) -> None:
+    from botocore.credentials import ReadOnlyCredentials
+
+    from authgw import signing
+    from authgw.flowlog import FlowRecord
+    from authgw.flowstate import FlowState
+
+    f = aws_flow()
+    body = f"<CanonicalRequest>x-amz-security-token:{TOKEN}</CanonicalRequest>"
+    body += "<SignatureProvided>" + "ab" * 32 + "</SignatureProvided>"
+    f.response = tutils.tresp(status_code=403, content=body.encode())
+    state = FlowState(FlowRecord(), sigv4=ReadOnlyCredentials(KEY, SECRET, TOKEN))
+    state.signature = "ab" * 32
+    signing.scrub_response(f, state)
+    text = f.response.get_text() or ""
+    assert TOKEN not in text and "ab" * 32 not in text
+    assert text.count("<authgw redacted sha256:") == 2

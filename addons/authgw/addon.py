@@ -31,6 +31,7 @@ from authgw.decision import Decider, answer, target
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.guard import ConnectionGuard, Refused, uninterceptable
+from authgw.logs import internal_error
 from authgw.metrics import Metrics
 from authgw.outcome import Outcomes
 from authgw.redaction import redact
@@ -48,11 +49,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def _command(name: str) -> Callable[[_F], _F]:
     """mitmproxy's command decorator, with the type it has."""
     return cast(Callable[[_F], _F], command.command(name))
-
-
-def _debug() -> bool:
-    """Tracebacks only at debug level: an exception's text may hold request data."""
-    return logger.isEnabledFor(logging.DEBUG)
 
 
 class AuthGateway:
@@ -188,7 +184,7 @@ class AuthGateway:
             try:
                 self.guard.connect(rt.config, flow)
             except Exception:  # noqa: BLE001 - fail closed: no tunnel on a bug
-                logger.error("authgw: internal error on CONNECT; answered 502", exc_info=_debug())
+                internal_error(logger, "authgw: internal error on CONNECT; answered 502")
                 answer(flow, 502, "token unavailable (internal)", {"X-Authgw-Error": "internal"})
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
@@ -203,7 +199,7 @@ class AuthGateway:
                     core.next_layer(nextlayer)
                 self.guard.next_layer(rt.config, nextlayer)
             except Exception:  # noqa: BLE001 - fail closed: close rather than relay
-                logger.error("authgw: internal error choosing a layer; closed", exc_info=_debug())
+                internal_error(logger, "authgw: internal error choosing a layer; closed")
                 nextlayer.layer = Refused(nextlayer.context)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
@@ -259,7 +255,11 @@ class AuthGateway:
             return
         if state.token is None and state.sigv4 is None:
             return
-        if flow.response is not None or flow.request.stream:
+        if flow.response is not None:
+            return
+        if flow.request.stream:
+            if state.sigv4 is not None and not state.presigned:
+                self._unsigned_stream(flow, state)
             return
         try:
             moved = target(flow.request) != state.target or foreign_name(state.route, flow)
@@ -283,12 +283,27 @@ class AuthGateway:
         if state.sigv4 is not None and not state.signed and rt is not None:
             self.decider.sign_late(rt, flow, state)  # after every other addon's change
 
+    def _unsigned_stream(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        from authgw import signing
+
+        signing.unsigned_stream(flow, state)
+        logger.warning(
+            "authgw: route %s: mitmproxy began to stream this request's body before it "
+            "was signed; its headers went out unsigned (payload: unsigned signs such "
+            "requests)",
+            state.record.route,
+        )
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         redact(flow, self._flows.get(flow))
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state, rt = self._flows.get(flow), self.manager.current
         redact(flow, state)
+        if state is not None and state.sigv4 is not None:
+            from authgw import signing
+
+            signing.scrub_response(flow, state)
         if state is None or rt is None:
             return None
         if retry.is_copy(flow):
@@ -310,7 +325,7 @@ class AuthGateway:
             if flow.client_conn.timestamp_end is None:  # the client is still there
                 await retry.resend(copy)
         except Exception:  # noqa: BLE001 - the first answer stands
-            logger.error("authgw: route %s: retry failed", state.record.route, exc_info=_debug())
+            internal_error(logger, "authgw: route %s: retry failed", state.record.route)
         again = self._flows.get(copy)
         self.outcomes.retried(flow, state, copy, again)
         self.outcomes.finish(rt, flow, state, flow.response.status_code if flow.response else None)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from cachetools import LRUCache, TLRUCache
 
 from authgw.config import CacheSettings
+from authgw.logs import internal_error
 from authgw.tokens import Token, TokenUnavailable
 
 logger = logging.getLogger(__name__)
@@ -239,11 +240,8 @@ class TokenCache:
                 raise
             except Exception as e:
                 # A bug in a source must still fail closed and be remembered, not crash.
-                logger.error(
-                    "route %s: token source raised %s",
-                    key.route,
-                    type(e).__name__,
-                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                internal_error(
+                    logger, "route %s: token source raised %s", key.route, type(e).__name__
                 )
                 raise TokenUnavailable(
                     "internal", f"token source raised {type(e).__name__}"

@@ -24,6 +24,7 @@ from authgw.cache import CacheKey, Fetcher
 from authgw.config import Config, Route, claim_template
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
+from authgw.logs import internal_error
 from authgw.metrics import NO_ROUTE, Metrics
 from authgw.redaction import mask, masked, masked_token
 from authgw.runtime import Runtime
@@ -298,11 +299,11 @@ class Decider:
             answer(flow, e.status, e.body, e.headers)
             return
         if not isinstance(e, TokenUnavailable):
-            logger.error(
+            internal_error(
+                logger,
                 "authgw: internal error on %s (%s); answered 502",
                 state.record.route or "request",
                 type(e).__name__,
-                exc_info=logger.isEnabledFor(logging.DEBUG),
             )
             e = TokenUnavailable("internal", type(e).__name__)
         record = state.record

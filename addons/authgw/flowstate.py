@@ -30,3 +30,5 @@ class FlowState:
     # (before map_remote, modify_* and later addons), kept on retry_on_401 routes
     sigv4: Any = None  # a sigv4 route's credentials (botocore ReadOnlyCredentials)
     signed: bool = False  # a sigv4 route's signature is final (made with the body known)
+    presigned: bool = False  # ... or at least made (before the body was known)
+    signature: str | None = None  # its Signature=, scrubbed from AWS's error answers

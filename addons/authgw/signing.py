@@ -22,7 +22,7 @@ from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw.flowstate import FlowState
 from authgw.redaction import Masked, redacted
-from authgw.sources.sigv4 import SIGV4_HEADERS, SigV4Signer, canonical_query
+from authgw.sources.sigv4 import SIGV4_HEADERS, SigV4Signer, canonical_path, canonical_query
 from authgw.tokens import TokenUnavailable, fingerprint
 
 SECRET_HEADERS = frozenset({"authorization", "x-amz-security-token"})
@@ -58,29 +58,62 @@ def _ready(
     record = state.record
     record.kid = fingerprint(creds.access_key)
     record.action = "injected"
-    if will_stream(flow.request, streaming):
-        if signer.config.payload == "signed":
-            raise TokenUnavailable(
-                "unsignable_body",
-                f"route {signer.route}: mitmproxy streams this request's body, which cannot "
-                "be hashed before it is sent (payload: unsigned signs such requests)",
-            )
+    req = flow.request
+    if req.stream and signer.config.payload == "signed":
+        raise TokenUnavailable(
+            "unsignable_body",
+            f"route {signer.route}: mitmproxy streams this request's body, which cannot "
+            "be hashed before it is sent (payload: unsigned signs such requests)",
+        )
+    if req.stream or (signer.config.payload == "unsigned" and may_stream(req, streaming)):
         sign(signer, flow, state, body_known=False)  # now: the headers leave before `request`
 
 
-def will_stream(req: http.Request, streaming: bool) -> bool:
-    """True if mitmproxy streams (or may stream) the body, so it sends the headers before
-    the ``request`` hooks: already set to stream, or, with ``stream_large_bodies`` on, a
-    body whose size is not known from its headers (chunked)."""
-    if req.stream:
-        return True
+def may_stream(req: http.Request, streaming: bool) -> bool:
+    """True if, with ``stream_large_bodies`` on, mitmproxy may start streaming the body
+    once it has read some (and so send the headers before the ``request`` hooks): a body
+    whose size its headers do not give (chunked; HTTP/2 and 3 without Content-Length)."""
     if not streaming:
         return False
+    if req.http_version.startswith(("HTTP/2", "HTTP/3")):
+        return "content-length" not in req.headers
     try:
         size = expected_http_body_size(req)
     except ValueError:
         return True
     return size is None or size < 0
+
+
+def unsigned_stream(flow: http.HTTPFlow, state: FlowState) -> None:
+    """The last word on a flow whose body mitmproxy began to stream before it was signed:
+    its headers went out without a signature (the upstream refuses it; no credential left
+    with it). Say so in the record, the log is the caller's."""
+    record = state.record
+    record.action, record.error_class = "token_unavailable", "unsignable_body"
+    record.headers_set = []
+
+
+def scrub_response(flow: http.HTTPFlow, state: FlowState) -> None:
+    """An AWS error may quote the request back (S3's ``SignatureDoesNotMatch`` holds the
+    canonical request, the session token among its headers, and the signature): those
+    are replaced in the body the client and the flow get."""
+    creds, response = state.sigv4, flow.response
+    if creds is None or response is None or response.status_code < 400 or response.stream:
+        return
+    needles = [n for n in (creds.token, state.signature) if n]
+    try:
+        body = response.content
+    except ValueError:  # an encoding mitmproxy cannot decode: drop what cannot be checked
+        body = None
+    if body is None:
+        return
+    scrubbed = body
+    for needle in needles:
+        scrubbed = scrubbed.replace(
+            needle.encode(), f"<authgw redacted {fingerprint(needle)}>".encode()
+        )
+    if scrubbed != body:
+        response.content = scrubbed
 
 
 def sign(signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, body_known: bool) -> None:
@@ -89,8 +122,12 @@ def sign(signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, body_kno
     assert creds is not None
     req = flow.request
     path, sep, query = req.path.partition("?")
-    if sep:
-        req.path = f"{path}?{canonical_query(query)}" if query else path
+    if signer.config.service == "s3" and path.startswith("/"):
+        path = canonical_path(path)
+    req.path = f"{path}?{canonical_query(query)}" if sep and query else path
+    cookies = req.headers.get_all("cookie")
+    if len(cookies) > 1:  # as mitmproxy joins HTTP/2 cookie fields for an HTTP/1 upstream
+        req.headers["cookie"] = "; ".join(cookies)
     headers: list[tuple[str, str]] = list(req.headers.items(multi=True))  # type: ignore[no-untyped-call]
     host = req.host_header  # what the upstream reads: Host, or HTTP/2's :authority
     if host and not any(k.lower() == "host" for k, _ in headers):
@@ -111,4 +148,6 @@ def sign(signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, body_kno
         set_names.append(name)
     req.headers.fields = tuple(fields)
     state.record.headers_set = set_names
+    state.signature = dict(signed).get("Authorization", "").rpartition("Signature=")[2] or None
+    state.presigned = True
     state.signed = body_known  # signed before the body was known: again at the last word

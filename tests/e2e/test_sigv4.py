@@ -338,7 +338,7 @@ def test_a_streamed_body_is_signed_unsigned_or_refused(
         for upstream in (unsigned, signed):
             upstream.respond(200, {"Content-Type": "text/plain"}, "ok\n")
         routes = [
-            sigv4_route("streamed", f"127.0.0.1:{unsigned.port}", payload="unsigned"),
+            sigv4_route("streamed", f"127.0.0.1:{unsigned.port}", service="s3", payload="unsigned"),
             sigv4_route("hashed", f"127.0.0.1:{signed.port}"),
         ]
         gateway = gateway_factory(
@@ -367,3 +367,22 @@ def test_a_streamed_body_is_signed_unsigned_or_refused(
             "streamed": None,
             "hashed": "unsignable_body",
         }
+
+
+def test_an_error_that_quotes_the_session_token_reaches_the_client_scrubbed(lab: Lab) -> None:
+    quoted = f"<Error><CanonicalRequest>x-amz-security-token:{TOKEN}</CanonicalRequest></Error>"
+    lab.plain.respond(403, {"Content-Type": "application/xml"}, quoted, path="/prod/denied")
+    url = f"http://127.0.0.1:{lab.plain.port}/prod/denied"
+    resp = proxy_request(lab.gateway.port, "GET", url)
+    assert resp.status == 403
+    assert TOKEN not in resp.text and "<authgw redacted sha256:" in resp.text
+
+
+def test_http2_cookie_fields_are_signed_as_they_are_sent(lab: Lab) -> None:
+    url = f"https://localhost:{lab.tls.port}/prod/cookies"
+    status, version, _ = lab.curl("--http2", "-H", "Cookie: a=1", "-H", "Cookie: b=2", url)
+    assert (status, version) == (200, "2")
+    got = lab.tls.last
+    assert got.header_values("Cookie") == ["a=1; b=2"]
+    verdict = verify(got, "https")
+    assert verdict.ok, verdict

@@ -161,9 +161,11 @@ def _sigv4_headers(
     default = 443 if args.scheme == "https" else 80
     name = f"[{host}]" if ":" in host else host
     authority = name if port == default else f"{name}:{port}"
-    from authgw.sources.sigv4 import canonical_query  # botocore: only for sigv4 routes
+    from authgw.sources.sigv4 import canonical_path, canonical_query  # botocore: sigv4 only
 
     path, _, query = args.path.partition("?")
+    if signer.config.service == "s3" and path.startswith("/"):
+        path = canonical_path(path)
     url = f"{args.scheme}://{authority}{path}" + (f"?{canonical_query(query)}" if query else "")
     body = args.body.encode() if args.body is not None else b""
     try:

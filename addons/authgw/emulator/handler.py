@@ -98,6 +98,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload), "application/json")
 
     def _read_body(self, limit: int = MAX_BODY_BYTES) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -106,6 +108,24 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "bad body length"})
             return None
         return self.rfile.read(length)
+
+    def _read_chunked(self, limit: int) -> bytes | None:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                size = -1
+            if size < 0 or len(body) + size > limit:
+                self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "bad chunking"})
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(body)
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)  # the CRLF after the chunk
 
     @property
     def _path(self) -> str:

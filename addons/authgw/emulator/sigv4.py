@@ -81,8 +81,13 @@ class SigV4Verifier:
         signed = tuple(m["signed"].split(";"))
         verdict = _Scope(m["service"], m["region"], m["key"], signed)
         for name in ("host", "x-amz-date"):
-            if name not in signed:
+            if name not in signed or name not in lookup:
                 return verdict.no("SignatureDoesNotMatch", f"{name} is not among SignedHeaders")
+        unsigned = sorted({k for k in lookup if k.startswith("x-amz-")} - set(signed))
+        if unsigned:
+            return verdict.no("AccessDenied", f"x-amz-* headers not signed: {', '.join(unsigned)}")
+        if "#" in url:
+            return verdict.no("InvalidURI", "the request target holds a '#'")
         stamp = (lookup.get("x-amz-date") or [""])[0]
         try:
             at = timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
@@ -103,6 +108,12 @@ class SigV4Verifier:
             return verdict.no("InvalidClientTokenId", "a session token for long-term credentials")
         payloads = lookup.get("x-amz-content-sha256") or []
         payload = payloads[0] if payloads else None
+        s3 = m["service"] == "s3"
+        if s3 and payload is None:
+            return verdict.no("InvalidRequest", "S3 needs x-amz-content-sha256")
+        if payload == UNSIGNED_PAYLOAD and not s3:
+            # S3 takes UNSIGNED-PAYLOAD; the other services hash the body themselves.
+            return verdict.no("SignatureDoesNotMatch", "UNSIGNED-PAYLOAD outside S3")
         if payload is not None and payload != UNSIGNED_PAYLOAD:
             if not hmac.compare_digest(payload, hashlib.sha256(body).hexdigest()):
                 return verdict.no("XAmzContentSHA256Mismatch", "the body's SHA-256 differs")

@@ -70,6 +70,13 @@ def canonical_query(query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
+def canonical_path(path: str) -> str:
+    """An S3 path as S3 canonicalises it: each segment decoded and percent-encoded once
+    again except ``A-Za-z0-9-_.~`` (``+`` is a plus). botocore signs an S3 path as given,
+    and S3 re-encodes what it decodes, so the request is sent in this form."""
+    return "/".join(quote(unquote_to_bytes(segment), safe="-_.~") for segment in path.split("/"))
+
+
 def _encode(text: str) -> str:
     return quote(unquote_to_bytes(text.replace("+", " ")), safe="-_.~")
 
@@ -93,6 +100,7 @@ class SigV4Signer:
         self._signer = S3SigV4Auth if config.service == "s3" else SigV4Auth
         self._credentials: Credentials | None = None
         self._looked = False
+        self._key_fp: str | None = None
 
     def check(self) -> None:
         if self._chain() is None:
@@ -123,6 +131,7 @@ class SigV4Signer:
         frozen = creds.get_frozen_credentials()
         if not frozen.access_key or not frozen.secret_key:
             raise MissingSecret("the AWS credentials have no access key or secret key")
+        self._key_fp = fingerprint(frozen.access_key)
         return frozen
 
     def sign(
@@ -159,10 +168,10 @@ class SigV4Signer:
         return [(n, request.headers[n]) for n in SIGV4_HEADERS if n in request.headers]
 
     def key_id(self) -> str | None:
-        """The fingerprint of the access key id (the flow log's kid), if there are keys."""
-        creds = self._chain()
-        key = getattr(creds, "access_key", None) if creds is not None else None
-        return fingerprint(key) if key else None
+        """The fingerprint of the access key id last signed with (the flow log's kid); None
+        before the first request. Never reads the credentials: on refreshable ones that
+        may run the refresh, here on the event loop."""
+        return self._key_fp
 
     def upstream_rejected(self) -> None:
         pass  # botocore refreshes credentials itself; nothing here is stale
@@ -171,7 +180,7 @@ class SigV4Signer:
         pass
 
     def describe(self) -> dict[str, Any]:
-        creds = self._chain()
+        creds = self._credentials
         return {
             "source": self.kind,
             "service": self.config.service,

@@ -24,9 +24,10 @@ from authgw.cache import CacheKey, Fetcher
 from authgw.config import Config, Route, claim_template
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
-from authgw.logs import internal_error
+from authgw.headers import rewrite_headers
+from authgw.logs import WarnEveryMinute, internal_error
 from authgw.metrics import NO_ROUTE, Metrics
-from authgw.redaction import mask, masked, masked_token
+from authgw.redaction import mask
 from authgw.runtime import Runtime
 from authgw.sources import TokenSource
 from authgw.sources.hmac import HmacSource
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from authgw.sources.sigv4 import SigV4Signer
 
 logger = logging.getLogger(__name__)
-
-_WARN_EVERY = 60.0  # seconds between warnings for one route and error class; debug between
 
 
 class Answered(Exception):
@@ -72,7 +71,7 @@ class Decider:
         self.streaming = False  # mitmproxy's stream_large_bodies is set
         self._clock = clock
         self._warned_optional: set[str] = set()
-        self._warn_limited = WarnEveryMinute()
+        self._warn_limited = WarnEveryMinute(logger)
 
     def decide(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, count: bool = True
@@ -242,7 +241,7 @@ class Decider:
         state.key, state.token = key, token
         record.kid = token.kid
         record.token_expires_in = token.seconds_left(self._clock())
-        _rewrite_headers(req.headers, route, token, record)
+        rewrite_headers(req.headers, route, token, record)
         record.action = "injected"
         rt.last_errors.pop(route.name, None)
 
@@ -363,22 +362,6 @@ class Decider:
         return size is not None and size >= 0
 
 
-class WarnEveryMinute:
-    """A warning once a minute per key (route, what), debug in between: a failing route
-    under load says so without flooding the log."""
-
-    def __init__(self) -> None:
-        self._warned_at: dict[tuple[str, str], float] = {}
-
-    def __call__(self, key: tuple[str, str], message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._warned_at.get(key, -_WARN_EVERY) >= _WARN_EVERY:
-            self._warned_at[key] = now
-            logger.warning(message, *args)
-        else:
-            logger.debug(message, *args)
-
-
 def target(req: http.Request) -> tuple[str, str, int]:
     """What a token is chosen for: (scheme, host, port)."""
     return req.scheme, req.host, req.port
@@ -447,29 +430,3 @@ def _render(
                 del req.headers[name]
                 state.record.headers_removed.append(name)
     return rendered
-
-
-def _rewrite_headers(headers: http.Headers, route: Route, token: Token, record: FlowRecord) -> None:
-    """The route's header carries the token; what the client sent there is dropped, or
-    moved under ``keep-as:`` (whose own copy from the client is dropped: only the moved
-    value may be there). One pass over the fields; every credential is masked."""
-    name = route.header.lower().encode()
-    keep = route.keep_inbound_as
-    keep_name = keep.lower().encode() if keep is not None else None
-    fields: list[tuple[bytes, bytes]] = []
-    inbound: list[bytes] = []
-    for k, v in headers.fields:
-        lowered = k.lower()
-        if lowered == name:
-            inbound.append(v)
-        elif lowered != keep_name:
-            fields.append((k, v))
-    if keep is not None:
-        if inbound:
-            fields.extend((keep.encode(), masked(bytes(v), route.prefix)) for v in inbound)
-            record.headers_set.append(keep)
-    elif inbound:
-        record.headers_removed.append(route.header)
-    fields.append((route.header.encode(), masked_token(route, token)))
-    record.headers_set.append(route.header)
-    headers.fields = tuple(fields)

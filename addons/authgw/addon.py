@@ -317,8 +317,9 @@ class AuthGateway:
     async def _retry(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
         """Resend once with a fresh token; the client gets the second answer."""
         self.outcomes.rejections(rt, flow, state)  # drops the token the upstream refused
-        copy = retry.copy_of(flow, state)
+        copy = None
         try:
+            copy = retry.copy_of(flow, state)
             source = rt.sources.get(state.record.route or "")
             if source is not None:
                 await source.settle()  # a kept secret being re-read: sign with its new value
@@ -326,8 +327,8 @@ class AuthGateway:
                 await retry.resend(copy)
         except Exception:  # noqa: BLE001 - the first answer stands
             internal_error(logger, "authgw: route %s: retry failed", state.record.route)
-        again = self._flows.get(copy)
-        self.outcomes.retried(flow, state, copy, again)
+        if copy is not None:
+            self.outcomes.retried(flow, state, copy, self._flows.get(copy))
         self.outcomes.finish(rt, flow, state, flow.response.status_code if flow.response else None)
 
     def error(self, flow: http.HTTPFlow) -> None:

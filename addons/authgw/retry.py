@@ -1,11 +1,13 @@
 """One transparent resend after an upstream 401, for routes with ``retry_on_401``.
 
 The upstream rejected a token the gateway injected; the token is already dropped. The
-request goes out once more, as the client sent it (headers and body from before any
-addon's change), through mitmproxy's own replay machinery: the same server-side layers,
-TLS settings and upstream proxy as any flow, and every addon's hooks again, so the
-gateway decides the copy afresh and injects a new token. The client sees the copy's
-answer. A copy is never resent itself, so a second 401 goes to the client: never a loop.
+request goes out once more, with the headers the client sent and the URL and body as
+they were at authgw's ``request`` hook (before ``map_remote``, ``modify_*`` and later
+addons, which run on the copy again), through mitmproxy's own replay machinery: the
+same server-side layers, TLS settings and upstream proxy as any flow, and every addon's
+hooks again, so the gateway decides the copy afresh and injects a new token. The client
+sees the copy's answer. A copy is never resent itself, so a second 401 goes to the
+client: never a loop.
 A request whose body was streamed (its bytes are gone) or a 401 whose body was streamed
 to the client already is not resent.
 """

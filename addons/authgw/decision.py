@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
-from authgw import annotate, routing
+from authgw import annotate, plan, routing
 from authgw.binding import foreign_name
 from authgw.cache import CacheKey, Fetcher
-from authgw.config import Config, Route, claim_template
+from authgw.config import Config, Route
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.headers import rewrite_headers
@@ -29,14 +28,12 @@ from authgw.logs import WarnEveryMinute, internal_error
 from authgw.metrics import NO_ROUTE, Metrics
 from authgw.redaction import mask
 from authgw.runtime import Runtime
-from authgw.sources import TokenSource
-from authgw.sources.hmac import HmacSource
-from authgw.templates import ClaimTemplate, Inputs, MissingClaimInput
+from authgw.templates import MissingClaimInput
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
 from authgw.verify import Verdict, VerifyError
 
 if TYPE_CHECKING:
-    from authgw.sources.sigv4 import SigV4Signer
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -171,15 +168,17 @@ class Decider:
         """A sigv4 route: credentials now, the signature at the last word (``signing``)."""
         from authgw import signing  # botocore: imported only where a sigv4 route is
 
-        _check_scheme(route, flow.request)
-        return signing.prepare(_signer(rt, route.name), flow, state, streaming=self.streaming)
+        req = flow.request
+        plan.check_scheme(route, req.scheme, req.host)
+        signer = plan.signer(rt.sources, route.name)
+        return signing.prepare(signer, flow, state, streaming=self.streaming)
 
     def sign_late(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
         """The last word on a sigv4 flow: sign it as it will be sent, or answer 502."""
         from authgw import signing
 
         try:
-            signer = _signer(rt, state.record.route or "")
+            signer = plan.signer(rt.sources, state.record.route or "")
             signing.sign(signer, flow, state, body_known=True)
         except Exception as e:  # noqa: BLE001 - fail closed: nothing unsigned goes out
             state.sigv4 = None
@@ -190,32 +189,16 @@ class Decider:
         self, rt: Runtime, req: http.Request, route: Route, state: FlowState
     ) -> tuple[CacheKey, Fetcher] | None:
         """The cache key and fetcher for the route's token; None: forward without one."""
-        assert route.token is not None
-        record = state.record
-        _check_scheme(route, req)
-        audience = routing.audience_for(route.token, req.scheme, req.host)
-        source = rt.sources[route.name]
-        if source.kind == "sigv4":
-            raise TypeError(f"route {route.name}: a signer where a token source belongs")
-        source = cast(TokenSource, source)
-        record.token_source = source.kind
-        record.audience = audience
-        template = claim_template(route.token)
-        rendered = None if template is None else _render(template, req, state)
         try:
-            params = source.cache_params()
+            return plan.token_plan(
+                route, rt.sources[route.name], req, state.record, state.client_claims
+            )
+        except MissingClaimInput as e:
+            raise Answered(400, e.body, "rejected", None, "missing_claim_input") from None
         except MissingSecret as e:
             if self._optional_missing(route, e):
                 return None
             raise
-        if rendered is None:
-            return CacheKey(route.name, audience, params), partial(source.fetch, audience)
-        if not isinstance(source, HmacSource):  # the config allows templates on hmac only
-            raise TypeError(f"a claim template on a {source.kind} source")
-        claims, text = rendered
-        return CacheKey(route.name, audience, (params, text)), partial(
-            source.fetch, audience, claims
-        )
 
     def _optional_missing(self, route: Route, error: MissingSecret) -> bool:
         """True (and a warning, once) if the route's secret is optional: forward as is."""
@@ -396,37 +379,3 @@ def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
     req.scheme = cfg.upstream_scheme
     req.host = host
     req.port = port
-
-
-def _signer(rt: Runtime, route: str) -> SigV4Signer:
-    """The route's signer (a TypeError, and so a 502, if a reload made it something else)."""
-    signer = rt.sources.get(route)
-    if signer is None or signer.kind != "sigv4":
-        raise TypeError(f"route {route}: no signer for a sigv4 flow")
-    return cast("SigV4Signer", signer)
-
-
-def _check_scheme(route: Route, req: http.Request) -> None:
-    if req.scheme == "http" and not route.allow_http and not routing.is_loopback(req.host):
-        raise InsecureUpstream(
-            f"route {route.name}: refusing to send a token over plain http to "
-            f"{req.host} (set allow_http: true to allow)"
-        )
-
-
-def _render(
-    template: ClaimTemplate, req: http.Request, state: FlowState
-) -> tuple[dict[str, Any], str]:
-    """The route's claims filled in from the request; the headers they read are removed
-    before forwarding. A missing input is a 400 ``missing_claim_input``."""
-    inputs = Inputs(req.headers.get_all, state.client_claims, req.host, req.method)
-    try:
-        rendered = template.render(inputs)
-    except MissingClaimInput as e:
-        raise Answered(400, e.body, "rejected", None, "missing_claim_input") from None
-    finally:
-        for name in template.headers:
-            if name in req.headers:
-                del req.headers[name]
-                state.record.headers_removed.append(name)
-    return rendered

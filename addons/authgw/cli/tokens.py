@@ -15,17 +15,14 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from authgw import config as configmod
-from authgw import routing, sources
-from authgw.cache import CacheKey, TokenCache
+from authgw import plan, routing, sources
+from authgw.cache import TokenCache
 from authgw.config import Config, ConfigError, Route, claim_template
-from authgw.sources.hmac import HmacSource
 from authgw.templates import Inputs, MissingClaimInput
 from authgw.tokens import (
-    InsecureUpstream,
     JwtPeek,
     MissingSecret,
     Token,
@@ -125,14 +122,9 @@ def cmd_token(args: argparse.Namespace) -> int:
         print(f"authgw: route {route.name}: {e.body} (give it with {hint})", file=sys.stderr)
         return 1
     try:
-        if args.scheme == "http" and not route.allow_http and not routing.is_loopback(host):
-            raise InsecureUpstream(  # as the addon does, before any token is fetched
-                f"route {route.name}: refusing to send a token over plain http to "
-                f"{host} (set allow_http: true to allow)"
-            )
+        plan.check_scheme(route, args.scheme, host)  # as the gateway does, before a fetch
         with _quiet("authgw.cache"):
-            source = cast(sources.TokenSource, built[route.name])
-            token = asyncio.run(_gateway_token(cfg, route, source, audience, rendered))
+            token = asyncio.run(_gateway_token(cfg, route, built[route.name], audience, rendered))
     except TokenUnavailable as e:
         message = str(e) if str(e).startswith(f"route {route.name}") else f"route {route.name}: {e}"
         then = ""
@@ -186,9 +178,7 @@ def _sigv4_headers(
     return 0
 
 
-def _rendered_claims(
-    route: Route, args: argparse.Namespace, host: str
-) -> tuple[dict[str, Any], str] | None:
+def _rendered_claims(route: Route, args: argparse.Namespace, host: str) -> plan.Rendered | None:
     """A templated route's claims, filled in from ``--header``, ``--client-claim``,
     ``--method`` and HOST as the gateway fills them from a request."""
     template = claim_template(route.token)
@@ -205,21 +195,14 @@ def _rendered_claims(
 async def _gateway_token(
     cfg: Config,
     route: Route,
-    source: sources.TokenSource,
+    source: sources.Source,
     audience: tuple[str, ...],
-    rendered: tuple[dict[str, Any], str] | None = None,
+    rendered: plan.Rendered | None = None,
 ) -> Token:
     """The token as the request decision gets it: the same cache key, cache and fetch."""
     cache = TokenCache(cfg.cache)
     try:
-        params = source.cache_params()
-        if rendered is None:
-            return await cache.get(
-                CacheKey(route.name, audience, params), partial(source.fetch, audience)
-            )
-        assert isinstance(source, HmacSource)  # the config allows templates on hmac only
-        key = CacheKey(route.name, audience, (params, rendered[1]))
-        return await cache.get(key, partial(source.fetch, audience, rendered[0]))
+        return await cache.get(*plan.key_and_fetcher(route, source, audience, rendered))
     finally:
         await cache.aclose()
 

@@ -10,9 +10,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from benches.common import Row, child_env, drive, emulator_calls, mitmdump, sts_env, upstream
-
-from authgw.cli import addon_script
+from benches.common import (
+    Row,
+    child_env,
+    drive,
+    emulator_calls,
+    gateway_args,
+    mitmdump,
+    sts_env,
+    upstream,
+)
 
 
 def bench_cold(concurrency: int) -> list[Row]:
@@ -28,7 +35,7 @@ def bench_cold(concurrency: int) -> list[Row]:
                 token: {{type: sts, audience: dynamic}}
             """)
         )
-        gw = mitmdump(["-s", str(addon_script()), "--set", f"authgw_config={config}"], env, tmp)
+        gw = mitmdump(gateway_args(config), env, tmp)
         endpoint = env["AWS_ENDPOINT_URL_STS"]
         try:
             calls_before = emulator_calls(endpoint)

@@ -8,11 +8,12 @@ import itertools
 import json
 import os
 import socket
+import statistics
 import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
 from loopback import get_text
 
+from authgw.cli import addon_script
 from authgw.emulator import StsEmulator
 
 SECRET = "bench-secret-" + "x" * 40
@@ -58,9 +60,10 @@ class Upstream(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def upstream() -> Iterator[int]:
-    """The port of an `Upstream` on 127.0.0.1, served on a thread until the block ends."""
-    server = Server(("127.0.0.1", 0), Upstream)
+def upstream(handler: type[BaseHTTPRequestHandler] = Upstream) -> Iterator[int]:
+    """The port of an `Upstream` (or `handler`) on 127.0.0.1, served on a thread until the
+    block ends."""
+    server = Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -126,16 +129,66 @@ def drive(proxy_port: int, url: str, requests: int) -> None:
 
 def drive_each(proxy_port: int, urls: Iterable[str]) -> None:
     """A GET of each of `urls` through the proxy on one connection; RuntimeError on a non-200."""
+    exchange(proxy_port, (("GET", url, {}, None) for url in urls))
+
+
+# One request for `exchange`: method, URL, headers, body.
+BenchRequest = tuple[str, str, Mapping[str, str], bytes | None]
+
+
+def exchange(proxy_port: int, requests: Iterable[BenchRequest]) -> None:
+    """Each of `requests` through the proxy on one keep-alive connection; RuntimeError on a
+    non-200."""
     conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
     try:
-        for url in urls:
-            conn.request("GET", url)
+        for method, url, headers, body in requests:
+            conn.request(method, url, body=body, headers=dict(headers))
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"unexpected {resp.status}")
     finally:
         conn.close()
+
+
+def gateway_args(config: Path, metrics_port: int | None = None) -> list[str]:
+    """mitmdump's arguments for the gateway on `config` (and its metrics port)."""
+    args = ["-s", str(addon_script()), "--set", f"authgw_config={config}"]
+    if metrics_port is not None:
+        args += ["--set", f"authgw_metrics=127.0.0.1:{metrics_port}"]
+    return args
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(
+    procs: Mapping[str, Mitmdump], run: Callable[[int], None], requests: int, rounds: int
+) -> dict[str, float]:
+    """Median CPU seconds per request of each mitmdump, `run(port)` sending `requests`
+    requests, in turns so that drift hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in procs}
+    for _ in range(rounds):
+        for name, proc in procs.items():
+            before = cpu_seconds(proc.pid)
+            run(proc.port)
+            samples[name].append((cpu_seconds(proc.pid) - before) / requests)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def peak_entries_while(threads: Sequence[threading.Thread], metrics_port: int) -> float:
+    """Start `threads`, and the most cache entries /metrics showed (every 0.5 s) until
+    they end."""
+    for t in threads:
+        t.start()
+    peak = 0.0
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, metric(metrics_port, "authgw_token_cache_entries"))
+        time.sleep(0.5)
+    return max(peak, metric(metrics_port, "authgw_token_cache_entries"))
 
 
 def until_served(proxy_port: int, url: str, timeout: float = 30) -> None:

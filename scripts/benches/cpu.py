@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -11,19 +9,14 @@ from benches.common import (
     STATIC,
     Row,
     child_env,
+    cpu_per_request,
     drive,
+    gateway_args,
     gateway_config,
     mitmdump,
     sts_env,
     upstream,
 )
-
-from authgw.cli import addon_script
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_cpu(requests: int, rounds: int) -> list[Row]:
@@ -38,30 +31,21 @@ def bench_cpu(requests: int, rounds: int) -> list[Row]:
                 "--modify-headers",
                 f"/~q/Authorization/Bearer {STATIC}",
             ],
-            "gateway, cached hmac token": [
-                "-s",
-                str(addon_script()),
-                "--set",
-                f"authgw_config={config}",
-            ],
+            "gateway, cached hmac token": gateway_args(config),
         }
         procs = {name: mitmdump(args, env, tmp) for name, args in variants.items()}
         url = f"http://127.0.0.1:{port}/"
-        samples: dict[str, list[float]] = {name: [] for name in variants}
         try:
             for proc in procs.values():
                 drive(proc.port, url, 200)  # warm up: imports, connections, the cache
-            for _ in range(rounds):
-                for name, proc in procs.items():  # in turns, so drift hits all alike
-                    before = _cpu_seconds(proc.pid)
-                    drive(proc.port, url, requests)
-                    samples[name].append((_cpu_seconds(proc.pid) - before) / requests)
+            costs = cpu_per_request(
+                procs, lambda proxy: drive(proxy, url, requests), requests, rounds
+            )
         finally:
             for proc in procs.values():
                 proc.stop()
-    plain = statistics.median(samples["plain mitmdump"])
-    for name, values in samples.items():
-        cost = statistics.median(values)
+    plain = costs["plain mitmdump"]
+    for name, cost in costs.items():
         rows.append(
             (
                 f"mitmdump CPU/request, {name}",

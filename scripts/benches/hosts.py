@@ -6,7 +6,6 @@ from __future__ import annotations
 import tempfile
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +16,13 @@ from benches.common import (
     Upstream,
     child_env,
     drive_each,
+    gateway_args,
     metric,
     mitmdump,
+    peak_entries_while,
     status_kib,
 )
 from loopback import free_port
-
-from authgw.cli import addon_script
 
 
 class _AnyHostProxy(Upstream):
@@ -60,17 +59,11 @@ def bench_hosts(hosts: int, max_entries: int) -> list[Row]:
             [
                 "--mode",
                 f"upstream:http://127.0.0.1:{proxy_port}",
-                "-s",
-                str(addon_script()),
-                "--set",
-                f"authgw_config={config}",
-                "--set",
-                f"authgw_metrics=127.0.0.1:{metrics_port}",
+                *gateway_args(config, metrics_port),
             ],
             env,
             tmp,
         )
-        peak_entries = 0.0
         try:
             # imports, buffers, first tokens
             drive_each(gw.port, _host_urls(range(1000), prefix="warm"))
@@ -83,12 +76,7 @@ def bench_hosts(hosts: int, max_entries: int) -> list[Row]:
                 )
                 for i in range(4)
             ]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
-                peak_entries = max(peak_entries, metric(metrics_port, "authgw_token_cache_entries"))
-                time.sleep(0.5)
-            peak_entries = max(peak_entries, metric(metrics_port, "authgw_token_cache_entries"))
+            peak_entries = peak_entries_while(threads, metrics_port)
             evictions = metric(metrics_port, "authgw_token_cache_evictions_total")
             rss_after = status_kib(gw.pid, "VmRSS")
             hwm = status_kib(gw.pid, "VmHWM")

@@ -5,23 +5,30 @@ sigv4 route, measured in turns."""
 
 from __future__ import annotations
 
-import http.client
+import itertools
 import os
 import statistics
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
-from benches.common import Row, Server, Upstream, child_env, mitmdump
-from benches.cpu import _cpu_seconds
+from benches.common import (
+    Row,
+    Upstream,
+    child_env,
+    cpu_per_request,
+    exchange,
+    gateway_args,
+    mitmdump,
+    upstream,
+)
 from mitmproxy.test import tflow, tutils
 
 from authgw import signing
-from authgw.cli import addon_script
 from authgw.config import SigV4TokenConfig
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
@@ -76,17 +83,8 @@ def _sign_us(signer: SigV4Signer, size: int, calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
-def _put(proxy_port: int, url: str, body: bytes, requests: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
-    try:
-        for _ in range(requests):
-            conn.request("PUT", url, body=body)
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"unexpected {resp.status}")
-    finally:
-        conn.close()
+def _put(proxy_port: int, *, url: str, body: bytes, requests: int) -> None:
+    exchange(proxy_port, itertools.repeat(("PUT", url, {}, body), requests))
 
 
 def bench_sigv4(rounds: int) -> list[Row]:
@@ -105,60 +103,40 @@ def bench_sigv4(rounds: int) -> list[Row]:
                     f"SHA-256 (median of {rounds} x {calls})",
                 )
             )
-    server = Server(("127.0.0.1", 0), _BodyUpstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "gateway.yaml"
-            config.write_text(
-                textwrap.dedent(f"""\
-                version: 1
-                routes:
-                  - name: aws
-                    hosts: ["127.0.0.1:{port}"]
-                    token: {{type: sigv4, service: execute-api}}
-                """)
-            )
-            env = child_env(AWS)
-            variants = {
-                "plain mitmdump": [],
-                "gateway, sigv4 route": [
-                    "-s",
-                    str(addon_script()),
-                    "--set",
-                    f"authgw_config={config}",
-                ],
-            }
-            procs = {name: mitmdump(args, env, tmp) for name, args in variants.items()}
-            url = f"http://127.0.0.1:{port}/put"
-            try:
-                for label, size in SIZES.items():
-                    body = b"b" * size
-                    requests = 500 if size < 100_000 else 40
-                    samples: dict[str, list[float]] = {name: [] for name in variants}
-                    for proc in procs.values():
-                        _put(proc.port, url, body, 20)  # warm up
-                    for _ in range(rounds):
-                        for name, proc in procs.items():
-                            before = _cpu_seconds(proc.pid)
-                            _put(proc.port, url, body, requests)
-                            samples[name].append((_cpu_seconds(proc.pid) - before) / requests)
-                    plain = statistics.median(samples["plain mitmdump"])
-                    for name, values in samples.items():
-                        cost = statistics.median(values)
-                        rows.append(
-                            (
-                                f"mitmdump CPU/request, PUT {label}, {name}",
-                                f"{cost * 1e6:.0f} us",
-                                f"x{cost / plain:.2f} of plain (median of {rounds} turns x "
-                                f"{requests})",
-                            )
-                        )
-            finally:
+    with upstream(_BodyUpstream) as port, tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "gateway.yaml"
+        config.write_text(
+            textwrap.dedent(f"""\
+            version: 1
+            routes:
+              - name: aws
+                hosts: ["127.0.0.1:{port}"]
+                token: {{type: sigv4, service: execute-api}}
+            """)
+        )
+        env = child_env(AWS)
+        variants = {"plain mitmdump": [], "gateway, sigv4 route": gateway_args(config)}
+        procs = {name: mitmdump(args, env, tmp) for name, args in variants.items()}
+        url = f"http://127.0.0.1:{port}/put"
+        try:
+            for label, size in SIZES.items():
+                body = b"b" * size
+                requests = 500 if size < 100_000 else 40
                 for proc in procs.values():
-                    proc.stop()
-    finally:
-        server.shutdown()
-        server.server_close()
+                    _put(proc.port, url=url, body=body, requests=20)  # warm up
+                costs = cpu_per_request(
+                    procs, partial(_put, url=url, body=body, requests=requests), requests, rounds
+                )
+                plain = costs["plain mitmdump"]
+                for name, cost in costs.items():
+                    rows.append(
+                        (
+                            f"mitmdump CPU/request, PUT {label}, {name}",
+                            f"{cost * 1e6:.0f} us",
+                            f"x{cost / plain:.2f} of plain (median of {rounds} turns x {requests})",
+                        )
+                    )
+        finally:
+            for proc in procs.values():
+                proc.stop()
     return rows

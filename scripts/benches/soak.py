@@ -14,6 +14,7 @@ from benches.common import (
     Row,
     child_env,
     emulator_calls,
+    gateway_args,
     metric,
     mitmdump,
     status_kib,
@@ -22,8 +23,6 @@ from benches.common import (
     upstream,
 )
 from loopback import free_port
-
-from authgw.cli import addon_script
 
 WARM_UP = 25.0  # seconds of the run before the warm RSS sample, at most (10% of a short run)
 ERROR_PAUSE = 0.1  # after a failed request, so a dead proxy is not a busy loop
@@ -82,7 +81,7 @@ def bench_soak(clients: int, minutes: float, life: int) -> list[Row]:
         metrics_port = free_port()
         config = Path(tmp) / "gateway.yaml"
         config.write_text(_soak_config(sts_port, hmac_port, metrics_port, life))
-        gw = mitmdump(["-s", str(addon_script()), "--set", f"authgw_config={config}"], env, tmp)
+        gw = mitmdump(gateway_args(config), env, tmp)
         urls = {"sts": f"http://127.0.0.1:{sts_port}/", "hmac": f"http://127.0.0.1:{hmac_port}/"}
         try:
             for url in urls.values():

@@ -7,9 +7,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benches.common import Row, child_env, gateway_config, mitmdump, sts_env, until_served, upstream
-
-from authgw.cli import addon_script
+from benches.common import (
+    Row,
+    child_env,
+    gateway_args,
+    gateway_config,
+    mitmdump,
+    sts_env,
+    until_served,
+    upstream,
+)
 
 
 def _until_served(args: list[str], env: dict[str, str], cwd: str, url: str) -> float:
@@ -42,7 +49,7 @@ def bench_start(rounds: int) -> list[Row]:
             for name, text in configs.items():
                 config = Path(tmp) / f"{name.replace(' ', '_')}.yaml"
                 config.write_text(text)
-                args = ["-s", str(addon_script()), "--set", f"authgw_config={config}"]
+                args = gateway_args(config)
                 times[name].append(_until_served(args, env, tmp, url))
     for name, values in times.items():
         rows.append(

@@ -4,31 +4,30 @@ RSS. Each user renders claims of their own, hence a token and a cache entry of t
 
 from __future__ import annotations
 
-import http.client
 import tempfile
 import textwrap
 import threading
 import time
 from pathlib import Path
 
-from benches.common import SECRET, Row, child_env, metric, mitmdump, status_kib, upstream
+from benches.common import (
+    SECRET,
+    Row,
+    child_env,
+    exchange,
+    gateway_args,
+    metric,
+    mitmdump,
+    peak_entries_while,
+    status_kib,
+    upstream,
+)
 from loopback import free_port
-
-from authgw.cli import addon_script
 
 
 def _drive_users(proxy_port: int, url: str, users: range) -> None:
     """One keep-alive connection; a GET per user, each with its own X-Debug-User."""
-    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
-    try:
-        for n in users:
-            conn.request("GET", url, headers={"X-Debug-User": f"user-{n}"})
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"unexpected {resp.status}")
-    finally:
-        conn.close()
+    exchange(proxy_port, (("GET", url, {"X-Debug-User": f"user-{n}"}, None) for n in users))
 
 
 def bench_users(users: int, max_entries: int) -> list[Row]:
@@ -50,19 +49,11 @@ def bench_users(users: int, max_entries: int) -> list[Row]:
         )
         metrics_port = free_port()
         gw = mitmdump(
-            [
-                "-s",
-                str(addon_script()),
-                "--set",
-                f"authgw_config={config}",
-                "--set",
-                f"authgw_metrics=127.0.0.1:{metrics_port}",
-            ],
+            gateway_args(config, metrics_port),
             child_env({"BENCH_SECRET": SECRET}),
             tmp,
         )
         url = f"http://127.0.0.1:{up_port}/"
-        peak = 0.0
         try:
             _drive_users(gw.port, url, range(-1000, 0))  # warm-up: imports, buffers
             rss_before = status_kib(gw.pid, "VmRSS")
@@ -74,13 +65,8 @@ def bench_users(users: int, max_entries: int) -> list[Row]:
                 for i in range(4)
             ]
             started = time.monotonic()
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
-                peak = max(peak, metric(metrics_port, "authgw_token_cache_entries"))
-                time.sleep(0.5)
+            peak = peak_entries_while(threads, metrics_port)
             seconds = time.monotonic() - started
-            peak = max(peak, metric(metrics_port, "authgw_token_cache_entries"))
             evictions = metric(metrics_port, "authgw_token_cache_evictions_total")
             misses = metric(metrics_port, "authgw_token_cache_misses_total", route="debug")
             rss_after = status_kib(gw.pid, "VmRSS")

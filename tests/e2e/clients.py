@@ -3,6 +3,7 @@
     proxy_request     a request through the proxy (absolute-form http, CONNECT for https)
     direct_request    a plain http request to 127.0.0.1:PORT (reverse mode, upstreams)
     Response          what either returns: status, headers in order, body
+    curl              curl through the proxy, trusting its CA: status, HTTP version, body
     wait_until        bounded polling
 
 Clients connect to loopback only and never consult environment proxy settings.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -183,3 +185,31 @@ def direct_request(
         pairs.insert(0, ("Host", host_header))
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     return _exchange(conn, method, path, pairs, body)
+
+
+def curl(proxy_port: int, ca_file: Path, *args: str) -> tuple[int, str, str]:
+    """curl through the proxy at 127.0.0.1:`proxy_port`, trusting `ca_file` (mitmproxy's
+    CA): (HTTP status, the HTTP version curl spoke to the proxy, body)."""
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-x",
+            f"http://127.0.0.1:{proxy_port}",
+            "--cacert",
+            str(ca_file),
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_version} %{http_code}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    body, _, last = done.stdout.rpartition("\n")
+    version, _, status = last.partition(" ")
+    return int(status or 0), version, body

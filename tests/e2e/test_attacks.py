@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from authgw.hosts import parse_host_port
 from scripts.gencerts import CertPaths
-from tests.e2e import conftest
+from tests.e2e import clients, conftest
 from tests.e2e.clients import Response, proxy_request
 from tests.e2e.harness import Gateway, GatewayFactory
 from tests.e2e.helpers import bearer_token, new_secret, raw_request
@@ -201,29 +201,7 @@ def curl_h2(lab: Lab, *args: str) -> tuple[int, str]:
 
 
 def _curl(gateway: Gateway, *args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "-x",
-            f"http://127.0.0.1:{gateway.port}",
-            "--cacert",
-            str(gateway.ca_cert_path),
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_version} %{http_code}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    body, _, last = done.stdout.rpartition("\n")
-    version, _, status = last.partition(" ")
-    return int(status or 0), version, body
+    return clients.curl(gateway.port, gateway.ca_cert_path, *args)
 
 
 # --------------------------------------------------------------- 1. raw-TCP bypass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import subprocess
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from mitmproxy import io
 from authgw.emulator import StsEmulator
 from authgw.emulator.sigv4 import SigV4Credential, SigV4Verdict, SigV4Verifier
 from scripts.gencerts import CertPaths
-from tests.e2e import conftest
+from tests.e2e import clients, conftest
 from tests.e2e.clients import proxy_request
 from tests.e2e.harness import ADDON_SCRIPT, Gateway, GatewayFactory
 from tests.e2e.helpers import leaks, new_secret, wait_for_records
@@ -73,29 +72,7 @@ class Lab:
 
     def curl(self, *args: str) -> tuple[int, str, str]:
         """curl through the gateway, trusting its CA: (status, HTTP version, body)."""
-        done = subprocess.run(
-            [
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-                "-x",
-                f"http://127.0.0.1:{self.gateway.port}",
-                "--cacert",
-                str(self.gateway.ca_cert_path),
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_version} %{http_code}",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        body, _, last = done.stdout.rpartition("\n")
-        version, _, status = last.partition(" ")
-        return int(status or 0), version, body
+        return clients.curl(self.gateway.port, self.gateway.ca_cert_path, *args)
 
 
 def config(routes: list[dict[str, Any]], flowlog: Path | None = None) -> str:

@@ -18,10 +18,11 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from scripts.launcher import LOOPBACK_ANY_PORT, MITMDUMP, LaunchError, Mitmdump
+from scripts.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ADDON_SCRIPT = REPO / "addons" / "auth_gateway.py"
@@ -305,3 +306,25 @@ class GatewayFactory:
                 errors.append(e)
         if errors:
             raise errors[0]
+
+
+def start_with_metrics(
+    factory: GatewayFactory,
+    make_config: Callable[[int], str],
+    *,
+    env: Mapping[str, str | None],
+    extra_args: Callable[[int], Sequence[str]] = lambda port: (),
+) -> tuple[Gateway, int]:
+    """Start a gateway with metrics on a free loopback port; (gateway, metrics port).
+
+    The port is found free and then released, so another process may take it in
+    between: then mitmdump refuses to start ("cannot listen") and we try another.
+    """
+    for attempt in range(3):
+        port = free_port()
+        try:
+            return factory.start(make_config(port), env=env, extra_args=extra_args(port)), port
+        except GatewayError as e:
+            if "cannot listen" not in str(e) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")

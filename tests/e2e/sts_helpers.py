@@ -25,6 +25,7 @@ import jwt
 
 from authgw.emulator import DEMO_ACCESS_KEY_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY
 from authgw.tokens import fingerprint
+from scripts.loopback import free_port
 from tests.e2e.upstreams import RecordedRequest
 
 BEARER = "Bearer "
@@ -58,9 +59,7 @@ def sts_gateway_env(endpoint_url: str, tmp_dir: Path) -> dict[str, str | None]:
 
 def closed_loopback_port() -> int:
     """A 127.0.0.1 port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 # --------------------------------------------------------------------------- tokens

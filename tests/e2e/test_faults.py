@@ -39,7 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from authgw.emulator import StsEmulator
 from tests.e2e import conftest
 from tests.e2e.clients import Response, direct_request, proxy_request, wait_until
-from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
+from tests.e2e.harness import Gateway, GatewayFactory, start_with_metrics
 from tests.e2e.helpers import fingerprint, leaks, new_secret, read_flowlog, verify_jwt
 from tests.e2e.sts_helpers import (
     TokenVerifier,
@@ -586,18 +586,15 @@ def fault_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
 def _start_with_metrics(
     factory: GatewayFactory, config: str, env: Mapping[str, str | None]
 ) -> tuple[Gateway, int]:
-    """A gateway with metrics on a loopback port found free (retried if taken meanwhile)."""
-    for attempt in range(3):
-        port = closed_loopback_port()
-        try:
-            # -v: mitmdump prints every request's headers, so a token left unredacted
-            # on an error path (refused, reset, hung upstream) would show in its output.
-            args = ["-v", "--set", f"authgw_metrics=127.0.0.1:{port}"]
-            return factory.start(config, env=env, extra_args=args), port
-        except GatewayError as e:
-            if "cannot listen" not in str(e) or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """A gateway with metrics on a loopback port found free (retried if taken meanwhile).
+    -v: mitmdump prints every request's headers, so a token left unredacted on an error
+    path (refused, reset, hung upstream) would show in its output."""
+    return start_with_metrics(
+        factory,
+        lambda port: config,
+        env=env,
+        extra_args=lambda port: ["-v", "--set", f"authgw_metrics=127.0.0.1:{port}"],
+    )
 
 
 @pytest.fixture

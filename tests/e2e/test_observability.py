@@ -20,7 +20,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from authgw.emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
 from scripts.gencerts import CertPaths
 from tests.e2e import conftest
 from tests.e2e.clients import Response, direct_request, proxy_request, wait_until
-from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
+from tests.e2e.harness import Gateway, GatewayFactory, start_with_metrics
 from tests.e2e.helpers import fingerprint, leaks, new_secret, verify_jwt
 from tests.e2e.sts_helpers import TokenVerifier, bearer_token, closed_loopback_port, sts_gateway_env
 from tests.e2e.upstreams import Upstream, server_tls_context
@@ -118,28 +118,6 @@ def get_status(port: int) -> tuple[dict[str, Any], str]:
     assert resp.status == 200, resp.text
     assert resp.header("Content-Type") == "application/json", resp.headers
     return resp.json(), resp.text
-
-
-def start_with_metrics(
-    factory: GatewayFactory,
-    make_config: Callable[[int], str],
-    *,
-    env: Mapping[str, str | None],
-    extra_args: Callable[[int], Sequence[str]] = lambda port: (),
-) -> tuple[Gateway, int]:
-    """Start a gateway with metrics on a free loopback port; (gateway, metrics port).
-
-    The port is found free and then released, so another process may take it in
-    between: then mitmdump refuses to start ("cannot listen") and we try another.
-    """
-    for attempt in range(3):
-        port = closed_loopback_port()
-        try:
-            return factory.start(make_config(port), env=env, extra_args=extra_args(port)), port
-        except GatewayError as e:
-            if "cannot listen" not in str(e) or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def check_jwt(token: str, secret: str, *, audience: str) -> dict[str, Any]:

@@ -56,7 +56,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authgw.emulator import DEMO_SECRET_ACCESS_KEY, StsEmulator
 from tests.e2e.clients import direct_request, proxy_request
-from tests.e2e.harness import REPO, Gateway, GatewayError, GatewayFactory, gateway_env
+from tests.e2e.harness import (
+    REPO,
+    Gateway,
+    GatewayFactory,
+    gateway_env,
+    start_with_metrics,
+)
 from tests.e2e.helpers import (
     fingerprint,
     leaks,
@@ -203,19 +209,15 @@ def start_gateway(
     extra_args: list[str] = (),  # type: ignore[assignment]
 ) -> tuple[Gateway, int]:
     """Start the audited gateway with metrics on a free loopback port: (gateway, port).
+    ``config["metrics"]`` is set to that port (the test rewrites the config later)."""
 
-    The port is found free and then released, so another process may take it first.
-    """
-    for attempt in range(3):
-        port = closed_loopback_port()
+    def make_config(port: int) -> str:
         config["metrics"] = f"127.0.0.1:{port}"
-        try:
-            args = [*VERBOSE, *extra_args]
-            return factory.start(json.dumps(config, indent=2), env=env, extra_args=args), port
-        except GatewayError as e:
-            if "cannot listen" not in str(e) or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+        return json.dumps(config, indent=2)
+
+    return start_with_metrics(
+        factory, make_config, env=env, extra_args=lambda port: [*VERBOSE, *extra_args]
+    )
 
 
 @pytest.fixture

@@ -27,9 +27,8 @@ import pytest
 
 from tests.e2e import conftest
 from tests.e2e.clients import direct_request, proxy_request
-from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
+from tests.e2e.harness import Gateway, GatewayFactory, start_with_metrics
 from tests.e2e.helpers import bearer_token, leaks, new_secret, read_flowlog, wait_for_records
-from tests.e2e.sts_helpers import closed_loopback_port
 from tests.e2e.test_observability import Scrape, scrape
 from tests.e2e.upstreams import Upstream
 
@@ -189,18 +188,13 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             secret_file.write_text(first)
             holder.secret = plain_holder.secret = first
             env = {"TEMPLATE_SECRET": TEMPLATE_SECRET, "REFUSED_TOKEN": REFUSED_TOKEN}
-            for attempt in range(3):
-                metrics_port = closed_loopback_port()
-                try:
-                    # map_remote moves /mr/ paths: a resend must not be moved twice
-                    args = ["-v", "--map-remote", "|/mr/|/mr/x/"]
-                    gateway = factory.start(
-                        config(tmp, parts, flowlog, metrics_port), env=env, extra_args=args
-                    )
-                    break
-                except GatewayError as e:
-                    if "cannot listen" not in str(e) or attempt == 2:
-                        raise
+            # map_remote moves /mr/ paths: a resend must not be moved twice
+            gateway, metrics_port = start_with_metrics(
+                factory,
+                lambda port: config(tmp, parts, flowlog, port),
+                env=env,
+                extra_args=lambda port: ["-v", "--map-remote", "|/mr/|/mr/x/"],
+            )
             lab = Lab(
                 gateway=gateway,
                 factory=factory,

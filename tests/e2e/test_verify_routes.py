@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from authgw.emulator import DEMO_REGION, StsEmulator
 from tests.e2e import conftest
 from tests.e2e.clients import Response, direct_request, proxy_request
-from tests.e2e.harness import Gateway, GatewayError, GatewayFactory
+from tests.e2e.harness import Gateway, GatewayFactory, start_with_metrics
 from tests.e2e.helpers import (
     fingerprint,
     fingerprints,
@@ -50,7 +50,7 @@ from tests.e2e.helpers import (
     verify_jwt,
     wait_for_records,
 )
-from tests.e2e.sts_helpers import Bearer, closed_loopback_port
+from tests.e2e.sts_helpers import Bearer
 from tests.e2e.upstreams import Upstream
 
 CLIENT_ENV = "AUTHGW_E2E_VERIFY_CLIENT"  # the secret clients should sign with
@@ -249,17 +249,9 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifyLab]
                 upstream.start()
                 upstream.respond(200, {"Content-Type": "text/plain"}, "ok\n")  # no echo
             env = {CLIENT_ENV: client_secret, GATEWAY_ENV: gateway_secret}
-            # The port is found free, then released: another process may take it first.
-            for attempt in range(3):
-                metrics_port = closed_loopback_port()
-                try:
-                    gateway = factory.start(
-                        lab_config(upstreams, emulator, flowlog, metrics_port), env=env
-                    )
-                    break
-                except GatewayError as e:
-                    if "cannot listen" not in str(e) or attempt == 2:
-                        raise
+            gateway, metrics_port = start_with_metrics(
+                factory, lambda port: lab_config(upstreams, emulator, flowlog, port), env=env
+            )
             lab = VerifyLab(
                 factory=factory,
                 gateway=gateway,

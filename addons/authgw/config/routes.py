@@ -11,7 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 from authgw.config.fields import FieldReader, join, kind_of
-from authgw.config.schema import CacheSettings, Route, VerifyConfig, claim_template
+from authgw.config.schema import (
+    HOP_BY_HOP_HEADERS,
+    CacheSettings,
+    Route,
+    VerifyConfig,
+    claim_template,
+)
 from authgw.config.tokens import parse_token
 from authgw.hosts import HostPattern
 
@@ -107,22 +113,7 @@ def _route(
 
 # Headers a template may not read: removing them would change how the request is framed
 # or routed (a client could smuggle a second request past the gateway).
-_FRAMING_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "proxy-connection",
-    }
-)
+_FRAMING_HEADERS = HOP_BY_HOP_HEADERS | {"host", "content-length", "expect"}
 
 
 def _check_template(

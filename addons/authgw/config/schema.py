@@ -17,6 +17,21 @@ from authgw.templates import ClaimTemplate
 DYNAMIC: Literal["dynamic"] = "dynamic"
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 STS_ALGORITHMS = ("RS256", "ES384")
+# Headers one hop may add, drop or rewrite (RFC 9110 7.6.1, and the proxy's own): what a
+# claim template may not remove, and what a SigV4 signature leaves out.
+HOP_BY_HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 class ConfigError(ValueError):

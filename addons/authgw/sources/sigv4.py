@@ -26,7 +26,7 @@ from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from authgw.config import SigV4TokenConfig
+from authgw.config.schema import HOP_BY_HOP_HEADERS, SigV4TokenConfig
 from authgw.sources.base import Clock
 from authgw.tokens import MissingSecret, fingerprint
 
@@ -37,23 +37,7 @@ for _name in ("botocore",):  # botocore logs canonical requests at DEBUG
 # The headers the signature is made of: every end-to-end header but these, which a hop
 # may add, drop or rewrite (hop-by-hop, framing, the proxy's own), and Date (botocore
 # would sign Date instead of setting X-Amz-Date).
-UNSIGNED_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "expect",
-        "date",
-        "user-agent",
-    }
-)
+UNSIGNED_HEADERS = HOP_BY_HOP_HEADERS | {"content-length", "expect", "date", "user-agent"}
 # What sign() sets, and what a client's request must not bring along.
 SIGV4_HEADERS = ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "X-Amz-Security-Token")
 

@@ -7,6 +7,9 @@ Sections:
   hook  the addon's `request` hook on a cached token, per source: microseconds per call
   cpu   mitmdump's CPU time per request: plain, with --modify-headers, with the
         gateway (cached token), measured in turns, with ratios to plain
+  peers mitmdump's CPU per request in reverse mode under wrk (8 connections), side by
+        side: plain, --modify-headers, the 20-line HS256 addon (cached and per request),
+        the gateway's hmac route; botocore's SigV4Auth addon and the gateway's sigv4 route
   refresh  STS calls per 10,000 requests over 5 audiences, and the slowest request
         while tokens refresh under steady load with 1 s of STS latency: refresh-ahead
         (authgw) beside refresh on the request path (refresh_ahead: 0), side by side.
@@ -42,6 +45,7 @@ from benches.common import Row
 from benches.cpu import bench_cpu
 from benches.hook import bench_hook
 from benches.hosts import bench_hosts
+from benches.peers import bench_peers
 from benches.refresh import bench_refresh
 from benches.sigv4 import bench_sigv4
 from benches.soak import bench_soak
@@ -51,6 +55,7 @@ from benches.users import bench_users
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "hook": lambda a: bench_hook(a.calls, a.rounds),
     "cpu": lambda a: bench_cpu(a.requests, a.rounds),
+    "peers": lambda a: bench_peers(a.rounds),
     "refresh": lambda a: bench_refresh(10_000, a.refresh_seconds),
     "cold": lambda a: bench_cold(200),
     "hosts": lambda a: bench_hosts(a.hosts, 1000),

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import textwrap
 import threading
@@ -33,6 +34,10 @@ Row = tuple[str, str, str]  # what, result, how: one line of the printed table
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512  # socketserver's 5 makes bursts wait out TCP SYN retries
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionResetError):  # a proxy that hung up
+            super().handle_error(request, client_address)
 
 
 class Upstream(BaseHTTPRequestHandler):

@@ -1,0 +1,162 @@
+"""peers: mitmdump's CPU per request with the gateway beside what a user would run instead.
+
+Every variant is a mitmdump in reverse mode to one loopback upstream, driven in turns
+(so that drift hits all alike) by wrk with 8 keep-alive connections when wrk is
+installed, else by one keep-alive connection from this process. With two or more
+cores, each mitmdump runs on core 0 and this process (the upstream, wrk) on the others,
+so that the load's own CPU does not take turns with the proxy it measures:
+
+- plain mitmdump, and ``--modify-headers`` with a static token;
+- the 20-line addon a user writes instead (``peers/hs256_cached.py``: an HS256 JWT per
+  host kept in a dict), and the same signing on every request (``peers/hs256_fresh.py``);
+- the gateway with one hmac route (a cached token);
+- a 20-line addon calling botocore's ``SigV4Auth`` per request
+  (``peers/sigv4_botocore.py``), and the gateway with one sigv4 route.
+
+Ratios are to plain mitmdump; the targets (issue "one room per token type") are the
+gateway's hmac route at most x1.03 of plain and no more than the cached 20-line addon,
+and its sigv4 route below the botocore addon.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import os
+import subprocess
+import tempfile
+import textwrap
+from pathlib import Path
+
+from benches.common import (
+    SECRET,
+    STATIC,
+    Row,
+    child_env,
+    cpu_seconds,
+    drive,
+    gateway_args,
+    mitmdump,
+    upstream,
+)
+from launcher import Mitmdump
+
+PEERS = Path(__file__).parent / "peers"
+AWS = {
+    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK00000",
+    "AWS_SECRET_ACCESS_KEY": "bench-secret-access-key-0123456789abcdef",
+    "AWS_SESSION_TOKEN": "bench-session-token",
+    "AWS_REGION": "eu-west-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/nonexistent/authgw-bench",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/authgw-bench",
+    "BENCH_SECRET": SECRET,
+}
+_WRK_REQUESTS = re.compile(r"(\d+) requests in")
+
+
+def _config(port: int) -> str:
+    return textwrap.dedent(f"""\
+        version: 1
+        routes:
+          - name: hmac
+            hosts: ["127.0.0.1:{port}"]
+            token: {{type: hmac, secret: {{env: BENCH_SECRET}}, claims: {{stackmon: dummy}},
+                     lifetime: 3600}}
+        """)
+
+
+def _sigv4_config(port: int) -> str:
+    return textwrap.dedent(f"""\
+        version: 1
+        routes:
+          - name: aws
+            hosts: ["127.0.0.1:{port}"]
+            token: {{type: sigv4, service: execute-api, region: eu-west-1}}
+        """)
+
+
+def _load(proc: Mitmdump, seconds: float, requests: int) -> int:
+    """Load `proc` for `seconds` (wrk) or `requests` requests; the requests answered."""
+    url = f"http://127.0.0.1:{proc.port}/"
+    if shutil.which("wrk") is None:
+        drive(proc.port, url, requests)
+        return requests
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds:g}s", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"non-2xx answers through the proxy:\n{out}")
+    match = _WRK_REQUESTS.search(out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no count:\n{out}")
+    return int(match.group(1))
+
+
+def _turns(procs: dict[str, Mitmdump], rounds: int, seconds: float) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in procs}
+    for _ in range(rounds):
+        for name, proc in procs.items():
+            before = cpu_seconds(proc.pid)
+            done = _load(proc, seconds, 2000)
+            samples[name].append((cpu_seconds(proc.pid) - before) / done)
+    return samples
+
+
+def _pin(procs: dict[str, Mitmdump]) -> set[int]:
+    """Each mitmdump on the first core, this process on the rest; the affinity it had."""
+    had = os.sched_getaffinity(0)
+    if len(had) >= 2:
+        first = min(had)
+        for proc in procs.values():
+            os.sched_setaffinity(proc.pid, {first})
+        os.sched_setaffinity(0, had - {first})
+    return had
+
+
+def bench_peers(rounds: int, seconds: float = 3.0) -> list[Row]:
+    with upstream() as port, tempfile.TemporaryDirectory() as tmp:
+        config, sigv4 = Path(tmp) / "gateway.yaml", Path(tmp) / "sigv4.yaml"
+        config.write_text(_config(port))
+        sigv4.write_text(_sigv4_config(port))
+        reverse = ["--mode", f"reverse:http://127.0.0.1:{port}"]
+        variants: dict[str, list[str]] = {
+            "plain mitmdump": [],
+            "--modify-headers static token": ["--modify-headers", f"/~q/X-Token/{STATIC}"],
+            "20-line addon, HS256 cached in a dict": ["-s", str(PEERS / "hs256_cached.py")],
+            "20-line addon, HS256 signed per request": ["-s", str(PEERS / "hs256_fresh.py")],
+            "gateway, hmac route (cached token)": gateway_args(config),
+            "20-line addon, botocore SigV4Auth": ["-s", str(PEERS / "sigv4_botocore.py")],
+            "gateway, sigv4 route": gateway_args(sigv4),
+        }
+        env = child_env(AWS)
+        procs = {name: mitmdump([*reverse, *args], env, tmp) for name, args in variants.items()}
+        pinned = _pin(procs)
+        try:
+            for proc in procs.values():
+                _load(proc, 1, 200)  # warm up: imports, connections, the cache
+            samples = _turns(procs, rounds, seconds)
+        finally:
+            for proc in procs.values():
+                proc.stop()
+            os.sched_setaffinity(0, pinned)
+    plain = statistics.median(samples["plain mitmdump"])
+    rows: list[Row] = []
+    driver = "wrk -c8" if shutil.which("wrk") else "one keep-alive connection"
+    for name, values in samples.items():
+        cost = statistics.median(values)
+        ratios = sorted(v / plain for v in values)
+        rows.append(
+            (
+                f"mitmdump CPU/request, {name}",
+                f"{cost * 1e6:.0f} us",
+                f"x{cost / plain:.3f} of plain (turns x{ratios[0]:.2f}..x{ratios[-1]:.2f}; "
+                f"median of {rounds} turns, {driver})",
+            )
+        )
+    return rows

@@ -488,7 +488,7 @@ def test_a_flow_retargeted_after_requestheaders_is_decided_again(env: None, tmp_
 
 def test_the_token_is_redacted_from_the_flow_once_sent(env: None, tmp_path: Path) -> None:
     async def body(tctx: taddons.context, addon: AuthGateway) -> None:
-        for name in ("responseheaders", "response", "error"):
+        for name in ("response", "error"):
             f = flow()
             await hook(addon.requestheaders(f))
             await hook(addon.request(f))
@@ -615,14 +615,43 @@ def test_verify_and_inject_on_one_route(env: None, tmp_path: Path) -> None:
     with_gateway(write_config(tmp_path, VERIFY % "true"), body)
 
 
+class _Later:
+    """An addon after the gateway whose request hook may change a request."""
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        pass
+
+
+def test_the_last_word_hook_is_in_the_chain_only_while_a_later_addon_may_change_requests() -> None:
+    async def body() -> None:
+        gateway, later = AuthGateway(), _Later()
+        with taddons.context(gateway) as tctx:
+            tctx.configure(gateway)
+            assert tctx.master.addons.get("authgw_last_word") is None  # nothing after it
+            tctx.master.addons.add(later)
+            gateway.running()
+            assert tctx.master.addons.get("authgw_last_word") is not None
+            tctx.master.addons.remove(later)
+            tctx.configure(gateway)
+            assert tctx.master.addons.get("authgw_last_word") is None
+            tctx.master.addons.remove(gateway)  # unloaded: nothing of it stays
+            assert tctx.master.addons.get("authgw_last_word") is None
+
+    run(body())
+
+
 def test_a_reloaded_script_replaces_its_last_word_hook() -> None:
     async def body() -> None:  # in a running loop, as every taddons test here
-        first, second = AuthGateway(), AuthGateway()
-        with taddons.context(first) as tctx:
+        first, second, later = AuthGateway(), AuthGateway(), _Later()
+        with taddons.context(first, later) as tctx:
+            first.running()
             hook_of_first = tctx.master.addons.get("authgw_last_word")
             assert hook_of_first is not None
+            tctx.master.addons.remove(later)
             tctx.master.addons.remove(first)  # a script reload: the old module's addons go,
             tctx.master.addons.add(second)  # the new one's come
+            tctx.master.addons.add(later)
+            second.running()
             hook_of_second = tctx.master.addons.get("authgw_last_word")
             assert hook_of_second is not None and hook_of_second is not hook_of_first
 

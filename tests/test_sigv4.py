@@ -68,6 +68,13 @@ def verify(f: http.HTTPFlow) -> tuple[bool, str, Wire]:
     return verdict.ok, f"{verdict.code}: {verdict.message}", wire
 
 
+class _Later:
+    """An addon after the gateway with a request hook: the last word is said after it."""
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        pass
+
+
 def run_flow(
     path: Path,
     f: http.HTTPFlow,
@@ -81,7 +88,7 @@ def run_flow(
     async def main() -> None:
         nonlocal verdict
         addon = AuthGateway()
-        with taddons.context(addon) as tctx:
+        with taddons.context(addon, _Later()) as tctx:  # ``change`` stands for _Later
             tctx.configure(addon, authgw_config=str(path))
             await hook(addon.requestheaders(f))
             await hook(addon.request(f))

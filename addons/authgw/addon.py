@@ -1,7 +1,7 @@
 """AuthGateway: the mitmproxy hooks, and nothing else.
 
-``requestheaders``/``request`` hand the flow to ``decision.Decider``; ``responseheaders``,
-``response`` and ``error`` hand it to ``redaction`` and ``outcome``; ``configure`` and the
+``requestheaders``/``request`` hand the flow to ``decision.Decider``; ``response`` and
+``error`` hand it to ``redaction`` and ``outcome``; ``configure`` and the
 commands hand options to ``runtime.RuntimeManager``.
 
 The decision is made in ``requestheaders``, because mitmproxy sends a streamed request
@@ -9,6 +9,10 @@ body (``stream_large_bodies``) upstream before ``request`` fires; ``request`` de
 again if another addon re-targeted the flow in between. The two request hooks return a
 coroutine only when they must wait (a cache miss, a verify route): mitmproxy awaits a
 hook's result only if it is awaitable, and a coroutine per hook per request costs.
+
+There is no ``responseheaders`` hook: every hook is called on every flow, and redaction
+has nothing to do before ``response`` (or ``error``), which also fires for a streamed
+response, before ``-w`` saves the flow.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from authgw import retry
+from authgw import lastword, retry
 from authgw.binding import foreign_name
 from authgw.config import ConfigError
-from authgw.decision import Decider, answer, target
+from authgw.decision import Decider, answer, routed_by, target
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.guard import ConnectionGuard, Refused, uninterceptable
@@ -64,7 +68,8 @@ class AuthGateway:
             weakref.WeakKeyDictionary()
         )
         self._hinted = False
-        self._last_word_added = False
+        self._last_word = lastword.LastWord(self.last_word)
+        self._last_word_in_chain = False
 
     @property
     def runtime(self) -> Runtime | None:
@@ -73,15 +78,6 @@ class AuthGateway:
     # -- options and commands ----------------------------------------------------
 
     def load(self, loader: Loader) -> None:
-        # Scripts load once every addon is in mitmproxy's chain: this one goes last, after
-        # map_remote and modify_headers (and mitmweb's view), to have the last word.
-        master = getattr(ctx, "master", None)
-        if master is not None and not self._last_word_added:
-            self._last_word_added = True
-            previous = master.addons.get(_LastWord.name)  # the script was reloaded
-            if previous is not None:
-                master.addons.remove(previous)
-            master.addons.add(_LastWord(self))
         loader.add_option(
             "authgw_config",
             _OPTIONAL_STR,
@@ -102,6 +98,7 @@ class AuthGateway:
         )
 
     def configure(self, updated: set[str]) -> None:
+        self._arrange_last_word()  # options such as map_remote, and scripts, change it
         if "stream_large_bodies" in updated:
             self.decider.streaming = bool(getattr(ctx.options, "stream_large_bodies", None))
         if not updated & set(OPTIONS):
@@ -143,7 +140,23 @@ class AuthGateway:
                     route,
                 )
 
+    def _arrange_last_word(self, *, stop: bool = False) -> None:
+        """``lastword.LastWord`` at the end of mitmproxy's chain while an addon after this
+        one may change a request, and out of it otherwise (or when ``stop``)."""
+        master = getattr(ctx, "master", None)
+        if master is None:
+            return
+        needed = not stop and lastword.needed(master.addons.chain, self, ctx.options)
+        present = master.addons.get(lastword.NAME)
+        if present is not None and (not needed or present is not self._last_word):
+            master.addons.remove(present)  # not needed, or a reloaded script's
+            present = None
+        if needed and present is None:
+            master.addons.add(self._last_word)
+        self._last_word_in_chain = needed
+
     def running(self) -> None:
+        self._arrange_last_word()  # scripts loaded after this one are in the chain now
         if self.manager.options.config and not self.manager.watching:
             self.manager.start_watching_config()
 
@@ -151,6 +164,7 @@ class AuthGateway:
         # Flows still in flight are written by -w at shutdown (Save runs after us).
         for flow, state in list(self._flows.items()):
             redact(flow, state)
+        self._arrange_last_word(stop=True)
         self.manager.shutdown()
 
     def status(self) -> dict[str, Any]:
@@ -210,6 +224,7 @@ class AuthGateway:
         pending = None
         if state is None:
             pending = self._decide(flow)  # a flow requestheaders did not see
+            state = self._flows.get(flow)
         elif flow.response is None and state.target not in (None, target(flow.request)):
             # Another addon re-targeted the flow after its token was chosen: choose again.
             logger.debug(
@@ -217,13 +232,17 @@ class AuthGateway:
             )
             flow.request.headers.fields = state.headers_before
             pending = self._decide(flow, count=False)
-        state = self._flows.get(flow)
-        if state is not None and state.route is not None and state.route.retry_on_401:
+            state = self._flows.get(flow)
+        if state is None:
+            return None
+        if state.route is not None and state.route.retry_on_401:
             state.request_before = flow.request.copy()  # before map_remote and modify_*
         if pending is None:
-            self._mark_sent(flow)
+            state.record.sent_at = time.time()
+            if not self._last_word_in_chain:
+                self.last_word(flow)  # no addon after this one changes requests
             return None
-        return self._then_mark_sent(pending, flow)
+        return self._then_mark_sent(pending, flow, state)
 
     def _decide(
         self, flow: http.HTTPFlow, *, count: bool = True
@@ -236,20 +255,18 @@ class AuthGateway:
         return self.decider.decide(rt, flow, state, count=count)
 
     async def _then_mark_sent(
-        self, pending: Coroutine[Any, Any, None], flow: http.HTTPFlow
+        self, pending: Coroutine[Any, Any, None], flow: http.HTTPFlow, state: FlowState
     ) -> None:
         await pending
-        self._mark_sent(flow)
-
-    def _mark_sent(self, flow: http.HTTPFlow) -> None:
-        state = self._flows.get(flow)
-        if state is not None:
-            state.record.sent_at = time.time()
+        state.record.sent_at = time.time()
+        if not self._last_word_in_chain:
+            self.last_word(flow)
 
     def last_word(self, flow: http.HTTPFlow) -> None:
-        """After every other addon's ``request`` hook: a flow carrying a token whose target
-        or host names another addon changed since (map_remote, modify_headers, a later
-        script) is answered 421 and keeps its token; a sigv4 flow is signed here."""
+        """After every other addon's ``request`` hook that may change a request (see
+        ``lastword``): a flow carrying a token whose target or host names another addon
+        changed since (map_remote, modify_headers, a later script) is answered 421 and
+        keeps its token; a sigv4 flow is signed here."""
         state = self._flows.get(flow)
         if state is None or state.route is None:
             return
@@ -262,7 +279,10 @@ class AuthGateway:
                 self._unsigned_stream(flow, state)
             return
         try:
-            moved = target(flow.request) != state.target or foreign_name(state.route, flow)
+            # What the upstream routes by is as the decision left it: nothing to check again.
+            moved = routed_by(flow) != state.routed_by and (
+                target(flow.request) != state.target or foreign_name(state.route, flow) is not None
+            )
         except Exception:  # noqa: BLE001 - fail closed
             moved = True
         if moved:
@@ -293,9 +313,6 @@ class AuthGateway:
             "requests)",
             state.record.route,
         )
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        redact(flow, self._flows.get(flow))
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state, rt = self._flows.get(flow), self.manager.current
@@ -336,15 +353,3 @@ class AuthGateway:
         redact(flow, state)
         if state is not None and rt is not None and not retry.is_copy(flow):
             self.outcomes.finish(rt, flow, state, None)  # a resend's record is the original's
-
-
-class _LastWord:
-    """The gateway's hook that must run after all others; see ``AuthGateway.last_word``."""
-
-    name = "authgw_last_word"  # mitmproxy's addon name: one at a time, also across reloads
-
-    def __init__(self, gateway: AuthGateway) -> None:
-        self._gateway = gateway
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        self._gateway.last_word(flow)

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cachetools import LRUCache, TLRUCache
 
@@ -45,11 +45,11 @@ Fetcher = Callable[[], Awaitable[Token]]
 REFRESH_GUARD = 5.0  # seconds: a token younger than this is never refreshed ahead
 
 
-@dataclass(frozen=True)
-class CacheKey:
+class CacheKey(NamedTuple):
     """The route plus everything that changes the token.
 
-    ``params`` holds source settings and secret fingerprints, never a secret.
+    ``params`` holds source settings and secret fingerprints, never a secret. A tuple:
+    it is made and hashed on every request, which a frozen dataclass does in Python.
     """
 
     route: str

@@ -75,7 +75,7 @@ class Decider:
     ) -> Coroutine[Any, Any, None] | None:
         """Route, check and inject; None when done, or a coroutine to await for the rest."""
         try:
-            route = self._route(rt.config, flow.request, state)
+            route = self._route(rt, flow.request, state)
             if route is not None:
                 self._bind(route, flow)
             if route is not None and route.verify is not None:
@@ -135,12 +135,13 @@ class Decider:
             self._failed(rt, flow, state, e)
         self._decided(flow, state, count)
 
-    def _route(self, cfg: Config, req: http.Request, state: FlowState) -> Route | None:
+    def _route(self, rt: Runtime, req: http.Request, state: FlowState) -> Route | None:
         """The route for the request's (re-targeted) host; raises Answered for 400/403."""
+        cfg = rt.config
         if cfg.upstream_header and cfg.upstream_header in req.headers:
             _retarget(req, cfg, state.record)
         state.target, state.headers_before = target(req), req.headers.fields
-        route = routing.match(cfg.routes, req.host, req.port)
+        route = rt.routes.match(req.host, req.port)
         if route is None:
             if cfg.unmatched == "reject":
                 raise Answered(403, "no route for host", "rejected")
@@ -315,6 +316,8 @@ class Decider:
     def _decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
         if state.route is not None and state.token is None and flow.response is None:
             mask(flow.request.headers, state.route)  # a token we injected is masked already
+        if flow.response is None:
+            state.routed_by = routed_by(flow)
         annotate.decided(flow, state.record)
         if count:
             self.metrics.child(
@@ -348,6 +351,24 @@ class Decider:
 def target(req: http.Request) -> tuple[str, str, int]:
     """What a token is chosen for: (scheme, host, port)."""
     return req.scheme, req.host, req.port
+
+
+def routed_by(flow: http.HTTPFlow) -> tuple[object, ...]:
+    """Everything the upstream may route by: the target, the header fields (a tuple that
+    mitmproxy replaces on any change, so the same object means no change), the
+    request-target's authority and the upstream connection's name. The last word
+    compares it with the decision's to skip checking names no addon changed."""
+    req, server = flow.request, flow.server_conn
+    data = req.data
+    return (
+        data.scheme,
+        data.host,
+        data.port,
+        data.headers.fields,
+        data.authority,
+        server.address,
+        server.sni,
+    )
 
 
 def answer(

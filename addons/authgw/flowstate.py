@@ -24,6 +24,7 @@ class FlowState:
     key: CacheKey | None = None
     token: Token | None = None
     headers_before: tuple[tuple[bytes, bytes], ...] = ()
+    routed_by: tuple[object, ...] = ()  # decision.routed_by as the decision left the flow
     redacted: bool = False
     client_claims: Mapping[str, Any] | None = None  # of a client token verify accepted
     request_before: http.Request | None = None  # the request at authgw's request hook

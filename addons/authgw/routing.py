@@ -14,6 +14,7 @@ from authgw.hosts import HostPattern, is_loopback, normalize_host, parse_host_po
 # Host parsing lives in authgw.hosts; these names stay importable from here.
 __all__ = [
     "HostPattern",
+    "RouteTable",
     "audience_for",
     "dynamic_audience",
     "is_loopback",
@@ -34,6 +35,30 @@ def match(routes: Sequence[Route], host: str, port: int) -> Route | None:
             if pattern.matches(host, port):
                 return route
     return None
+
+
+class RouteTable:
+    """``match`` over one config's routes, remembering the answer per (host, port): a
+    client asks for the same few targets on every request. At most ``size`` answers
+    are kept (all are forgotten when full), so a client naming endless hosts costs
+    memory for ``size`` of them."""
+
+    def __init__(self, routes: Sequence[Route], size: int = 4096) -> None:
+        self.routes = tuple(routes)
+        self._size = size
+        self._answers: dict[tuple[str, int], Route | None] = {}
+
+    def match(self, host: str, port: int) -> Route | None:
+        key = (host, port)
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
+        route = match(self.routes, host, port)
+        if len(self._answers) >= self._size:
+            self._answers.clear()
+        self._answers[key] = route
+        return route
 
 
 def parse_upstream(value: str) -> tuple[str, int | None]:

@@ -53,6 +53,10 @@ class Runtime:
     verifiers: dict[str, RouteVerifier] = field(default_factory=dict)
     flowlog: FlowLog | None = None
     last_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    routes: routing.RouteTable = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "routes", routing.RouteTable(self.config.routes))
 
 
 def config_stamp(path: Path) -> bytes | None:

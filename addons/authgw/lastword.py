@@ -1,0 +1,79 @@
+"""Where the gateway's last word on a request is said.
+
+A token is chosen in authgw's own request hooks; an addon whose ``request`` hook runs
+later (``map_remote``, mitmweb's intercept, a script loaded after authgw) may still
+re-target the flow or rewrite its names or body. When such an addon is in the chain,
+``LastWord`` goes to the end of mitmproxy's chain and re-checks the flow there (421
+if it moved; a sigv4 flow is signed there). When none is, the same check runs at the
+end of authgw's own ``request`` hook, and the chain carries no hook for it: every
+addon in mitmproxy's chain costs each event of every flow, whether it has a hook for
+it or not.
+
+``needed`` decides from the chain and the options; the addon asks again whenever the
+options change and once mitmproxy runs (scripts loaded after authgw are there by then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from mitmproxy import addonmanager, http
+
+traverse: Callable[[list[Any]], Iterator[Any]] = addonmanager.traverse  # untyped there
+
+NAME = "authgw_last_word"  # mitmproxy's addon name: one at a time, also across reloads
+
+# mitmproxy's own addons that have a request hook: None if they never change where a
+# request goes (or answer it themselves); else the option under which they do.
+_MITMPROXY_REQUEST_HOOKS: dict[str, str | None] = {
+    "ServerPlayback": None,  # answers from a file
+    "MapLocal": None,  # answers from a file
+    "StickyAuth": None,  # adds Authorization only where there is none
+    "StickyCookie": None,
+    "Save": None,
+    "Dumper": None,
+    "View": None,
+    "MapRemote": "map_remote",
+    "ModifyBody": "modify_body",  # a changed body breaks a sigv4 signature
+    "Intercept": "intercept",  # a person may edit the flow in mitmweb or the console
+}
+
+
+class LastWord:
+    """The hook that runs after all others; see ``AuthGateway.last_word``."""
+
+    name = NAME
+
+    def __init__(self, say: Callable[[http.HTTPFlow], None]) -> None:
+        self._say = say
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self._say(flow)
+
+
+def needed(chain: Iterable[Any], me: object, options: Any) -> bool:
+    """True if an addon after ``me`` in ``chain`` has a request hook that may change a
+    request under the current ``options``."""
+    seen = False
+    for top in chain:
+        if getattr(top, "name", None) == NAME:
+            continue
+        for addon in traverse([top]):
+            if addon is me:
+                seen = True
+            elif seen and _may_change_requests(addon, options):
+                return True
+    return False
+
+
+def _may_change_requests(addon: Any, options: Any) -> bool:
+    if not callable(getattr(addon, "request", None)):
+        return False
+    cls = type(addon)
+    if not cls.__module__.startswith("mitmproxy."):
+        return True  # a script's or another tool's addon: it may do anything
+    if cls.__name__ not in _MITMPROXY_REQUEST_HOOKS:
+        return True
+    option = _MITMPROXY_REQUEST_HOOKS[cls.__name__]
+    return option is not None and bool(getattr(options, option, None))

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from authgw.config.fields import FieldReader, kind_of, plain, show
 from authgw.config.schema import (
     DYNAMIC,
-    HMAC_ALGORITHMS,
     STS_ALGORITHMS,
     CacheSettings,
     HmacTokenConfig,
@@ -25,6 +24,7 @@ from authgw.config.schema import (
     TokenConfig,
 )
 from authgw.hosts import is_loopback
+from authgw.jwtutil import HMAC_ALGORITHMS
 from authgw.templates import TemplateError, compile_claims
 
 _TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")

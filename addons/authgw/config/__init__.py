@@ -19,7 +19,6 @@ Import from here: the modules' split is not part of the interface.
 from authgw.config.loader import load, parse
 from authgw.config.schema import (
     DYNAMIC,
-    STS_ALGORITHMS,
     CacheSettings,
     Config,
     ConfigError,
@@ -37,7 +36,6 @@ from authgw.config.schema import (
 
 __all__ = [
     "DYNAMIC",
-    "STS_ALGORITHMS",
     "CacheSettings",
     "Config",
     "ConfigError",

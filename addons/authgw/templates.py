@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from authgw.httpsyntax import HEADER_NAME
+
 _TOKEN = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{|\$")
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 MAX_INPUT = 1024  # characters: one input beyond this is refused, not signed
 # Control characters (a folded header's CR LF among them) and lone surrogates (bytes that
 # are not UTF-8, as mitmproxy decodes them): refused, never signed.
@@ -141,7 +142,7 @@ def _slot(inner: str, path: str) -> Slot:
     kind, sep, name = inner.partition(":")
     if kind in ("host", "method") and not sep:
         return Slot(kind)  # type: ignore[arg-type]
-    if kind == "header" and sep and _HEADER_NAME.fullmatch(name):
+    if kind == "header" and sep and HEADER_NAME.fullmatch(name):
         return Slot("header", name)
     if kind == "client" and sep and name:
         return Slot("client", name)

@@ -20,10 +20,10 @@ and its sigv4 route below the botocore addon.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
-import os
 import subprocess
 import tempfile
 import textwrap

@@ -19,8 +19,6 @@ Import from here: the modules' split is not part of the interface.
 from authgw.config.loader import load, parse
 from authgw.config.schema import (
     DYNAMIC,
-    HMAC_ALGORITHMS,
-    STS_ALGORITHMS,
     CacheSettings,
     Config,
     ConfigError,
@@ -38,8 +36,6 @@ from authgw.config.schema import (
 
 __all__ = [
     "DYNAMIC",
-    "HMAC_ALGORITHMS",
-    "STS_ALGORITHMS",
     "CacheSettings",
     "Config",
     "ConfigError",

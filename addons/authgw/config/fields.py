@@ -10,21 +10,18 @@ config file's directory.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from authgw.config.schema import ConfigError, SecretRef
+from authgw.httpsyntax import HEADER_NAME
 
 _SECRET_KINDS = ("env", "file", "cmd", "aws_secretsmanager", "aws_ssm")
 _SECRET_OPTIONS = ("field", "refresh", "timeout", "region")
 _SECRET_FORMS = (
     "{env: NAME}, {file: PATH}, {cmd: COMMAND}, {aws_secretsmanager: NAME}, {aws_ssm: NAME}"
 )
-
-# RFC 9110 token characters: what a header field name may be made of.
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class FieldReader:
@@ -115,7 +112,7 @@ class FieldReader:
         return p if p.is_absolute() else self.base_dir / p
 
     def header_name(self, value: str, path: str, parent: Any, key: Any) -> None:
-        if not _HEADER_NAME.fullmatch(value):
+        if not HEADER_NAME.fullmatch(value):
             raise self.error(path, "is not a valid header name", parent, key)
 
     def secret(

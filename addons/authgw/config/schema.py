@@ -15,8 +15,6 @@ from authgw.hosts import HostPattern
 from authgw.templates import ClaimTemplate
 
 DYNAMIC: Literal["dynamic"] = "dynamic"
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-STS_ALGORITHMS = ("RS256", "ES384")
 # Headers one hop may add, drop or rewrite (RFC 9110 7.6.1, and the proxy's own): what a
 # claim template may not remove, and what a SigV4 signature leaves out.
 HOP_BY_HOP_HEADERS = frozenset(

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from authgw.aws import STS_SIGNING_ALGORITHMS
 from authgw.config.fields import FieldReader, kind_of, plain, show
 from authgw.config.schema import (
     DYNAMIC,
-    HMAC_ALGORITHMS,
-    STS_ALGORITHMS,
     CacheSettings,
     HmacTokenConfig,
     OAuth2TokenConfig,
@@ -25,6 +24,7 @@ from authgw.config.schema import (
     TokenConfig,
 )
 from authgw.hosts import is_loopback
+from authgw.jwtutil import HMAC_ALGORITHMS
 from authgw.templates import TemplateError, compile_claims
 
 _TAG_KEY = re.compile(r"[\w.:/=+\-@ ]{1,128}")
@@ -254,7 +254,7 @@ def _sts(r: FieldReader, raw: Any, path: str, parent: Any, cache: CacheSettings)
         raise r.error(f"{path}.endpoint_url", "is not an http(s) URL", m, "endpoint_url")
     return StsTokenConfig(
         audience=_sts_audience(r, m, path),
-        signing_algorithm=r.choice(m, "signing_algorithm", path, STS_ALGORITHMS, "RS256"),
+        signing_algorithm=r.choice(m, "signing_algorithm", path, STS_SIGNING_ALGORITHMS, "RS256"),
         duration=duration,
         tags=_tags(r, m, path),
         region=r.optional_str(m, "region", path, None),

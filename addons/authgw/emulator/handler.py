@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from authgw.emulator.controls import fault_settings, oauth2_fault_settings
@@ -34,11 +34,37 @@ from authgw.emulator.oauth2 import OAUTH2_ANSWERS, TOKEN_PATH, OAuth2Service
 from authgw.emulator.sigv4 import SIGV4_PATH, SigV4Verifier, echo
 from authgw.emulator.sts import StsService
 
-if TYPE_CHECKING:
-    from authgw.emulator.server import StsEmulator
-
 MAX_BODY_BYTES = 1 << 20
 MAX_SIGNED_BODY_BYTES = 4 << 20  # the SigV4 echo takes larger bodies
+
+
+class Controls(Protocol):
+    """What the handler asks of the emulator it serves (``StsEmulator`` is one): the
+    ``/_emulator/*`` controls and the discovery documents."""
+
+    @property
+    def calls(self) -> Sequence[Any]: ...
+    @property
+    def oauth2_calls(self) -> Sequence[Any]: ...
+    def openid_configuration(self) -> dict[str, Any]: ...
+    def jwks(self) -> dict[str, Any]: ...
+    def faults_state(self) -> dict[str, Any]: ...
+    def oauth2_faults_state(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+    def clear_calls(self) -> None: ...
+    def oauth2_reset(self) -> None: ...
+    def clear_oauth2_calls(self) -> None: ...
+    def fail_with(
+        self, code: str, times: int | None = None, message: str | None = None
+    ) -> None: ...
+
+    def set_latency(self, seconds: float) -> None: ...
+    def oauth2_fail_with(
+        self, code: str, times: int | None = None, message: str | None = None
+    ) -> None: ...
+    def oauth2_answer_with(self, mode: str, times: int | None = None) -> None: ...
+    def set_oauth2_latency(self, seconds: float) -> None: ...
+    def set_oauth2_lifetime(self, seconds: int) -> None: ...
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -46,7 +72,7 @@ class EmulatorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128
-    emulator: StsEmulator
+    emulator: Controls
     sts: StsService
     oauth2: OAuth2Service
     sigv4: SigV4Verifier
@@ -62,7 +88,7 @@ class EmulatorServer6(EmulatorServer):
     address_family = socket.AF_INET6
 
 
-def _calls_listing(calls: list[Any]) -> dict[str, Any]:
+def _calls_listing(calls: Sequence[Any]) -> dict[str, Any]:
     return {"call_count": len(calls), "calls": [asdict(call) for call in calls]}
 
 
@@ -76,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
         return cast(EmulatorServer, self.server)
 
     @property
-    def emulator(self) -> StsEmulator:
+    def emulator(self) -> Controls:
         return self._server.emulator
 
     def log_message(self, format: str, *args: Any) -> None:

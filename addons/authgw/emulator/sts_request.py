@@ -14,7 +14,9 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-SIGNING_ALGORITHMS = ("RS256", "ES384")
+from authgw.aws import STS_SIGNING_ALGORITHMS
+
+SIGNING_ALGORITHMS = STS_SIGNING_ALGORITHMS  # what the gateway asks for, and AWS accepts
 SUBJECT_MODES = ("AWSIdentity", "OriginIdentity")
 ORIGIN_IDENTITY = "OriginIdentity"
 DEFAULT_DURATION = 300

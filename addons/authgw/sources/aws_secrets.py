@@ -10,7 +10,6 @@ botocore. Errors say the AWS error code, never a value.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,11 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from authgw import aws
 from authgw.config import SecretRef
 from authgw.sources.remote import ReadFailed
+
+aws.quiet_sdk_loggers()  # a Secrets Manager or SSM response body is a secret
 
 _clients: dict[tuple[str, str | None, float], Any] = {}
 _lock = threading.Lock()
@@ -31,7 +33,7 @@ def _client(service: str, region: str | None, timeout: float) -> Any:
     with _lock:
         client = _clients.get(key)
         if client is None:
-            session: Any = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION"))
+            session: Any = boto3.session.Session(region_name=aws.region(region))
             client = session.client(
                 service,
                 config=botocore.config.Config(

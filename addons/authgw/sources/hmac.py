@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-import jwt
-
 from authgw.config import HmacTokenConfig
+from authgw.jwtutil import MIN_HMAC_KEY_BYTES, encode_hmac
 from authgw.sources.base import Clock, SecretBacked, SecretLike
 from authgw.tokens import Token
 
 logger = logging.getLogger(__name__)
-
-_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 class _Serde(json.JSONEncoder):
@@ -46,7 +42,7 @@ class HmacSource(SecretBacked):
 
     def check(self) -> None:
         secret = self.secret.read()
-        if len(secret) < _MIN_KEY_BYTES[self.config.algorithm]:
+        if len(secret) < MIN_HMAC_KEY_BYTES[self.config.algorithm]:
             self._warn_short(len(secret), self.secret.fingerprint())
 
     def cache_params(self) -> Hashable:
@@ -79,14 +75,9 @@ class HmacSource(SecretBacked):
         headers: dict[str, Any] = {"typ": cfg.typ}  # None: PyJWT leaves "typ" out
         if kid is not None:
             headers["kid"] = kid
-        if len(secret) < _MIN_KEY_BYTES[cfg.algorithm]:
-            self._warn_short(len(secret), fp)
-            # Said once per secret above; PyJWT would say it again on every signature.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                value = self._encode(claims, secret, headers)
-        else:
-            value = self._encode(claims, secret, headers)
+        if len(secret) < MIN_HMAC_KEY_BYTES[cfg.algorithm]:
+            self._warn_short(len(secret), fp)  # once per secret; encode_hmac never warns
+        value = encode_hmac(claims, secret, cfg.algorithm, headers, json_encoder=_Serde)
         return Token(
             value=value,
             source=self.kind,
@@ -94,11 +85,6 @@ class HmacSource(SecretBacked):
             expires_at=expires_at,
             issued_at=float(issued),
             claim_names=tuple(sorted(claims)),
-        )
-
-    def _encode(self, claims: dict[str, Any], secret: bytes, headers: dict[str, Any]) -> str:
-        return jwt.encode(
-            claims, secret, algorithm=self.config.algorithm, headers=headers, json_encoder=_Serde
         )
 
     def _warn_short(self, length: int, fp: str) -> None:
@@ -111,7 +97,7 @@ class HmacSource(SecretBacked):
                 self.config.secret.describe(),
                 fp,
                 length,
-                _MIN_KEY_BYTES[self.config.algorithm],
+                MIN_HMAC_KEY_BYTES[self.config.algorithm],
                 self.config.algorithm,
             )
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.simple_httpclient import HTTPTimeoutError  # what the default client raises
 
 from authgw.config import OAuth2TokenConfig
 from authgw.sources.base import Clock, SecretLike, SecretReader, settled
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 # RFC 6749 5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}")
-_NO_ANSWER = 599  # tornado's code for "no HTTP answer"
 
 
 class OAuth2Source:
@@ -77,11 +77,9 @@ class OAuth2Source:
         started = self._clock()
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except HTTPClientError as e:  # no HTTP answer: tornado says 599, timeouts among them
-            if e.code == _NO_ANSWER and "timeout" in str(e).lower():
-                raise self._unavailable(
-                    "timeout", f"no answer in {self.config.timeout:g} s"
-                ) from None
+        except HTTPTimeoutError:  # connecting, sending, or waiting in tornado's queue
+            raise self._unavailable("timeout", f"no answer in {self.config.timeout:g} s") from None
+        except HTTPClientError as e:  # no HTTP answer: tornado says 599
             raise self._unavailable("transport", f"no answer ({type(e).__name__})") from None
         except OSError as e:
             raise self._unavailable("transport", f"unreachable ({type(e).__name__})") from None

@@ -13,7 +13,6 @@ route pays for it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -26,13 +25,13 @@ from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
+from authgw import aws
 from authgw.config.schema import HOP_BY_HOP_HEADERS, SigV4TokenConfig
 from authgw.sources.base import Clock
 from authgw.tokens import MissingSecret, fingerprint
 
 logger = logging.getLogger(__name__)
-for _name in ("botocore",):  # botocore logs canonical requests at DEBUG
-    logging.getLogger(_name).setLevel(logging.INFO)
+aws.quiet_sdk_loggers()  # botocore logs canonical requests at DEBUG
 
 # The headers the signature is made of: every end-to-end header but these, which a hop
 # may add, drop or rewrite (hop-by-hop, framing, the proxy's own), and Date (botocore
@@ -73,11 +72,7 @@ class SigV4Signer:
         self.config = config
         self._clock = clock
         self._session = botocore.session.Session(profile=config.profile)
-        region = (
-            config.region
-            or os.environ.get("AWS_REGION")
-            or self._session.get_config_variable("region")
-        )
+        region = aws.region(config.region) or self._session.get_config_variable("region")
         if not region:
             raise botocore.exceptions.NoRegionError()
         self.region: str = region

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -30,15 +29,13 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from authgw import aws
 from authgw.config import StsTokenConfig
 from authgw.sources.base import Clock
 from authgw.tokens import MissingSecret, Token, TokenUnavailable, token_from_jwt
 
 logger = logging.getLogger(__name__)
-# At DEBUG, botocore logs whole response bodies, and an STS response body is a token.
-# mitmdump's `termlog_verbosity=debug` would print them; these loggers stop at INFO.
-for _name in ("botocore", "boto3", "urllib3"):
-    logging.getLogger(_name).setLevel(logging.INFO)
+aws.quiet_sdk_loggers()  # an STS response body is a token
 
 # What to check, by error class: the log line says it so nobody has to look it up.
 HINTS = {
@@ -78,10 +75,9 @@ def _client_for(config: StsTokenConfig) -> Any:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION, which the AWS CLI and the
-            # other SDKs honour (and put first); do as they do.
-            region = config.region or os.environ.get("AWS_REGION") or None
-            session = boto3.session.Session(profile_name=config.profile, region_name=region)
+            session = boto3.session.Session(
+                profile_name=config.profile, region_name=aws.region(config.region)
+            )
             client = session.client(
                 "sts",
                 endpoint_url=config.endpoint_url,

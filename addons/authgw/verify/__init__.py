@@ -32,13 +32,14 @@ algorithm and claims), ``jwks`` (JWK Sets and where they come from), ``errors``,
 ``text`` (printable, utc_time, human_duration).
 """
 
+from authgw.jwtutil import HMAC_ALGORITHMS, JWKS_ALGORITHMS
 from authgw.verify.check import verify_hmac, verify_jwks
 from authgw.verify.errors import JwksUnavailable, SecretUnavailable, VerifyError
 from authgw.verify.jwks import Jwks, JwksSource
 from authgw.verify.route import RouteVerifier
 from authgw.verify.secret_sources import SecretSource, SourceKind
 from authgw.verify.text import human_duration, printable, utc_time
-from authgw.verify.verdict import HMAC_ALGORITHMS, JWKS_ALGORITHMS, Reason, Verdict
+from authgw.verify.verdict import Reason, Verdict
 
 __all__ = [
     "HMAC_ALGORITHMS",

@@ -8,20 +8,23 @@ that cannot be used at all raises ``VerifyError``.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jwt
 from jwt.types import Options
 
+from authgw.jwtutil import (
+    HMAC_ALGORITHMS,
+    JWKS_ALGORITHMS,
+    MIN_HMAC_KEY_BYTES,
+    check_hmac_signature,
+)
 from authgw.tokens import fingerprint, peek
 from authgw.verify.errors import VerifyError
 from authgw.verify.jwks import Jwks, JwksSource
 from authgw.verify.text import printable
 from authgw.verify.verdict import (
-    HMAC_ALGORITHMS,
-    JWKS_ALGORITHMS,
     Finding,
     Verdict,
     header_alg,
@@ -31,7 +34,6 @@ from authgw.verify.verdict import (
     validate_claims,
 )
 
-_MIN_HMAC_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 # PyJWT checks only the signature; the claims are checked here, on an injectable clock.
 _SIGNATURE_ONLY: Options = {
     "verify_signature": True,
@@ -75,7 +77,7 @@ def verify_hmac(
     try:
         allowed = tuple(a for a in algorithms if a in HMAC_ALGORITHMS)
         validate_algorithm(alg, allowed, hmac=True)
-        minimum = _MIN_HMAC_BYTES.get(alg, 0)
+        minimum = MIN_HMAC_KEY_BYTES.get(alg, 0)
         if len(secret) < minimum:
             notes.append(
                 f"secret {secret_fp} is {len(secret)} bytes, below the {minimum} "
@@ -90,10 +92,8 @@ def verify_hmac(
 
 def _validate_hmac_signature(token: str, secret: bytes, alg: str, kid: str | None, fp: str) -> None:
     try:
-        with warnings.catch_warnings():
-            # A short secret is said once, as a note, not as a warning per check.
-            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-            jwt.decode_complete(token, secret, algorithms=[alg], options=_SIGNATURE_ONLY)
+        # A short secret is said once, as a note; check_hmac_signature never warns.
+        check_hmac_signature(token, secret, alg)
     except jwt.InvalidSignatureError:
         raise Finding("bad_signature", _hmac_mismatch(kid, fp)) from None
     except jwt.InvalidKeyError as e:

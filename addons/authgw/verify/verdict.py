@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from authgw.jwtutil import HMAC_ALGORITHMS, JWKS_ALGORITHMS
 from authgw.verify.text import human_duration, printable, utc_time
 
 Reason = Literal[
@@ -28,22 +29,6 @@ Reason = Literal[
     "wrong_issuer",
     "wrong_audience",
 ]
-
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-# Public-key algorithms a JWKS may verify. HS* is never among them: a JWKS holds public
-# keys, and an HMAC check with a public key as secret is the classic alg-confusion attack.
-JWKS_ALGORITHMS = (
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-)
 
 
 @dataclass(frozen=True)

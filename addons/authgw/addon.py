@@ -29,9 +29,8 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
 from authgw import lastword, retry
-from authgw.binding import foreign_name
 from authgw.config import ConfigError
-from authgw.decision import Decider, answer, routed_by, target
+from authgw.decision import Decider, answer, target
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.guard import ConnectionGuard, Refused, uninterceptable
@@ -239,8 +238,9 @@ class AuthGateway:
             state.request_before = flow.request.copy()  # before map_remote and modify_*
         if pending is None:
             state.record.sent_at = time.time()
-            if not self._last_word_in_chain:
-                self.last_word(flow)  # no addon after this one changes requests
+            rt = self.manager.current
+            if not self._last_word_in_chain and rt is not None:
+                self.decider.last_word(rt, flow, state)  # no later addon changes requests
             return None
         return self._then_mark_sent(pending, flow, state)
 
@@ -259,60 +259,17 @@ class AuthGateway:
     ) -> None:
         await pending
         state.record.sent_at = time.time()
-        if not self._last_word_in_chain:
-            self.last_word(flow)
+        rt = self.manager.current
+        if not self._last_word_in_chain and rt is not None:
+            self.decider.last_word(rt, flow, state)
 
     def last_word(self, flow: http.HTTPFlow) -> None:
-        """After every other addon's ``request`` hook that may change a request (see
-        ``lastword``): a flow carrying a token whose target or host names another addon
-        changed since (map_remote, modify_headers, a later script) is answered 421 and
-        keeps its token; a sigv4 flow is signed here."""
-        state = self._flows.get(flow)
-        if state is None or state.route is None:
-            return
-        if state.token is None and state.sigv4 is None:
-            return
-        if flow.response is not None:
-            return
-        if flow.request.stream:
-            if state.sigv4 is not None and not state.presigned:
-                self._unsigned_stream(flow, state)
-            return
-        try:
-            # What the upstream routes by is as the decision left it: nothing to check again.
-            moved = routed_by(flow) != state.routed_by and (
-                target(flow.request) != state.target or foreign_name(state.route, flow) is not None
-            )
-        except Exception:  # noqa: BLE001 - fail closed
-            moved = True
-        if moved:
-            logger.warning(
-                "authgw: route %s: another addon re-targeted the request after its token was "
-                "chosen; answered 421, no token sent",
-                state.route.name,
-            )
-            state.record.action, state.record.error_class = "rejected", "host_mismatch"
-            answer(
-                flow,
-                421,
-                "host does not match the route",
-                {"X-Authgw-Error": "host_mismatch"},
-            )
-            return
-        rt = self.manager.current
-        if state.sigv4 is not None and not state.signed and rt is not None:
-            self.decider.sign_late(rt, flow, state)  # after every other addon's change
-
-    def _unsigned_stream(self, flow: http.HTTPFlow, state: FlowState) -> None:
-        from authgw import signing
-
-        signing.unsigned_stream(flow, state)
-        logger.warning(
-            "authgw: route %s: mitmproxy began to stream this request's body before it "
-            "was signed; its headers went out unsigned (payload: unsigned signs such "
-            "requests)",
-            state.record.route,
-        )
+        """The last word on a flow (``Decider.last_word``), from ``lastword.LastWord`` at
+        the end of mitmproxy's chain, or from ``request`` when no later addon may change
+        a request."""
+        state, rt = self._flows.get(flow), self.manager.current
+        if state is not None and rt is not None:
+            self.decider.last_word(rt, flow, state)
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state, rt = self._flows.get(flow), self.manager.current

@@ -152,8 +152,10 @@ class Decider:
     def _bind(self, route: Route, flow: http.HTTPFlow) -> None:
         """421 unless every host name the upstream may route by is one of the route's."""
         name = foreign_name(route, flow)
-        if name is None:
-            return
+        if name is not None:
+            self._host_mismatch(route, name)
+
+    def _host_mismatch(self, route: Route, name: str) -> None:
         self._warn_limited(
             (route.name, "host_mismatch"),
             "authgw: route %s: the request's %s names a host the route does not cover; "
@@ -174,14 +176,31 @@ class Decider:
         signer = plan.signer(rt.sources, route.name)
         return signing.prepare(signer, flow, state, streaming=self.streaming)
 
-    def sign_late(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
-        """The last word on a sigv4 flow: sign it as it will be sent, or answer 502."""
-        from authgw import signing
-
+    def last_word(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
+        """After every other addon's ``request`` hook that may change a request (see
+        ``lastword``): a flow whose token was chosen is answered 421 if another addon
+        moved it since (map_remote, modify_headers, a later script) to a target or a name
+        its route does not cover; a sigv4 flow is signed as it will be sent, or 502."""
+        route = state.route
+        if route is None or flow.response is not None:
+            return
+        if state.token is None and state.sigv4 is None:
+            return
+        if flow.request.stream:
+            if state.sigv4 is not None and not state.presigned:
+                _unsigned_stream(flow, state)
+            return
         try:
-            signer = plan.signer(rt.sources, state.record.route or "")
-            signing.sign(signer, flow, state, body_known=True)
-        except Exception as e:  # noqa: BLE001 - fail closed: nothing unsigned goes out
+            # What the upstream routes by is as the decision left it: nothing to check again.
+            if routed_by(flow) != state.routed_by:
+                if target(flow.request) != state.target:
+                    self._host_mismatch(route, "target, which another addon changed,")
+                self._bind(route, flow)
+            if state.sigv4 is not None and not state.signed:
+                from authgw import signing
+
+                signing.sign(plan.signer(rt.sources, route.name), flow, state, body_known=True)
+        except Exception as e:  # noqa: BLE001 - fail closed: nothing unchecked goes out
             state.sigv4 = None
             self._failed(rt, flow, state, e)
             annotate.decided(flow, state.record)
@@ -348,9 +367,11 @@ class Decider:
         return size is not None and size >= 0
 
 
-def target(req: http.Request) -> tuple[str, str, int]:
-    """What a token is chosen for: (scheme, host, port)."""
-    return req.scheme, req.host, req.port
+def target(req: http.Request) -> tuple[bytes, str, int]:
+    """What a token is chosen for: (scheme, host, port), as mitmproxy keeps them (the
+    scheme undecoded: this is compared on every request, never shown)."""
+    data = req.data
+    return data.scheme, data.host, data.port
 
 
 def routed_by(flow: http.HTTPFlow) -> tuple[object, ...]:
@@ -378,6 +399,17 @@ def answer(
         status,
         (body + "\n").encode(),
         {"Content-Type": "text/plain; charset=utf-8", **(headers or {})},
+    )
+
+
+def _unsigned_stream(flow: http.HTTPFlow, state: FlowState) -> None:
+    from authgw import signing
+
+    signing.unsigned_stream(flow, state)
+    logger.warning(
+        "authgw: route %s: mitmproxy began to stream this request's body before it was "
+        "signed; its headers went out unsigned (payload: unsigned signs such requests)",
+        state.record.route,
     )
 
 

@@ -19,7 +19,7 @@ class FlowState:
     """What the gateway decided for one flow, kept until its response."""
 
     record: FlowRecord
-    target: tuple[str, str, int] | None = None  # (scheme, host, port) the token was chosen for
+    target: tuple[bytes, str, int] | None = None  # (scheme, host, port) the token was chosen for
     route: Route | None = None
     key: CacheKey | None = None
     token: Token | None = None

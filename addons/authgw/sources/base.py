@@ -90,8 +90,9 @@ class SecretLike(Protocol):
 class SecretReader:
     """Reads a secret from env, file or a literal; re-reads a file when it changes.
 
-    A file is stat-ed at most once per ``recheck`` seconds (monotonic), so calling
-    ``read`` on every request costs a clock read. One trailing newline is dropped.
+    An env var is looked up, and a file stat-ed, at most once per ``recheck`` seconds
+    (monotonic), so calling ``read`` on every request costs a clock read. One trailing
+    newline is dropped.
     """
 
     def __init__(
@@ -135,12 +136,12 @@ class SecretReader:
         ref = self.ref
         if ref.kind == "literal":
             return self._set((ref.literal or "").encode())
-        if ref.kind == "env":
-            return self._set(os.environ.get(ref.name, "").encode() or None)
         now = self._monotonic()
         if now < self._next_check:
             return self._value
         self._next_check = now + self._recheck
+        if ref.kind == "env":  # os.environ is Python code: also looked at once per recheck
+            return self._set(os.environ.get(ref.name, "").encode() or None)
         try:
             st = os.stat(ref.name)
         except OSError:

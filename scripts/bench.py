@@ -55,7 +55,7 @@ from benches.users import bench_users
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "hook": lambda a: bench_hook(a.calls, a.rounds),
     "cpu": lambda a: bench_cpu(a.requests, a.rounds),
-    "peers": lambda a: bench_peers(a.rounds),
+    "peers": lambda a: bench_peers(a.rounds, callgrind_requests=a.callgrind_requests),
     "refresh": lambda a: bench_refresh(10_000, a.refresh_seconds),
     "cold": lambda a: bench_cold(200),
     "hosts": lambda a: bench_hosts(a.hosts, 1000),
@@ -76,6 +76,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20000, help="hook calls per round")
     parser.add_argument("--requests", type=int, default=2000, help="requests per cpu turn")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (median reported)")
+    parser.add_argument(
+        "--callgrind-requests",
+        type=int,
+        default=1000,
+        help="requests per variant counted under callgrind (peers; 0: skip)",
+    )
     parser.add_argument("--hosts", type=int, default=100_000, help="distinct hosts (hosts)")
     parser.add_argument("--users", type=int, default=10_000, help="templated users (users)")
     parser.add_argument(

@@ -163,8 +163,9 @@ class TokenCache:
         A hit counts as one and starts the refresh-ahead as ``get`` does, so a caller can
         serve hits synchronously and ``await get`` only on a miss.
         """
-        entry = self._tokens.get(key)
-        if entry is None:
+        try:
+            entry = self._tokens[key]  # not .get(): that is `in` and then [], two lookups
+        except KeyError:
             return None
         self._observer.hit(key)
         if self._clock() >= entry.refresh_at:

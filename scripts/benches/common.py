@@ -36,7 +36,7 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 512  # socketserver's 5 makes bursts wait out TCP SYN retries
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionResetError):  # a proxy that hung up
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a proxy that hung up
             super().handle_error(request, client_address)
 
 

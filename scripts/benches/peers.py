@@ -13,6 +13,13 @@ so that the load's own CPU does not take turns with the proxy it measures:
 - a 20-line addon calling botocore's ``SigV4Auth`` per request
   (``peers/sigv4_botocore.py``), and the gateway with one sigv4 route.
 
+CPU time on a shared 2-core machine moves by 10-20% between turns, more than the
+differences measured here; so when valgrind is installed the section also counts the
+instructions each mitmdump executes per request under callgrind (deterministic to
+about 0.3%): each variant serves ``--callgrind-requests`` requests on one keep-alive
+connection with instrumentation on (after a warm-up with it off), two variants at a
+time.
+
 Ratios are to plain mitmdump; the targets (issue "one room per token type") are the
 gateway's hmac route at most x1.03 of plain and no more than the cached 20-line addon,
 and its sigv4 route below the botocore addon.
@@ -20,13 +27,16 @@ and its sigv4 route below the botocore addon.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benches.common import (
@@ -40,7 +50,7 @@ from benches.common import (
     mitmdump,
     upstream,
 )
-from launcher import Mitmdump
+from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
 
 PEERS = Path(__file__).parent / "peers"
 AWS = {
@@ -81,7 +91,7 @@ def _load(proc: Mitmdump, seconds: float, requests: int) -> int:
     """Load `proc` for `seconds` (wrk) or `requests` requests; the requests answered."""
     url = f"http://127.0.0.1:{proc.port}/"
     if shutil.which("wrk") is None:
-        drive(proc.port, url, requests)
+        drive(proc.port, "/", requests)  # origin-form, as to a server (reverse mode)
         return requests
     out = subprocess.run(
         ["wrk", "-t1", "-c8", f"-d{seconds:g}s", url],
@@ -119,7 +129,54 @@ def _pin(procs: dict[str, Mitmdump]) -> set[int]:
     return had
 
 
-def bench_peers(rounds: int, seconds: float = 3.0) -> list[Row]:
+def _instructions(argv: list[str], env: dict[str, str], tmp: str, tag: str, requests: int) -> float:
+    """Instructions per request of a mitmdump run under callgrind (see the docstring)."""
+    out = f"{tmp}/callgrind.{tag}"
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    full = [*valgrind, *MITMDUMP, "--set", "flow_detail=0", *LOOPBACK_ANY_PORT, *argv]
+    proc = Mitmdump(full, env=env, cwd=tmp).start(timeout=180)
+    url = "/"  # origin-form, as to a server (reverse mode)
+    try:
+        drive(proc.port, url, 50)
+        subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
+        drive(proc.port, url, requests)
+        subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], capture_output=True)
+    finally:
+        proc.stop(timeout=60)
+    total = 0
+    for path in glob.glob(out + "*"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    return total / requests
+
+
+def _counted(
+    variants: dict[str, list[str]], env: dict[str, str], tmp: str, requests: int
+) -> list[Row]:
+    with ThreadPoolExecutor(2) as pool:
+        counts = dict(
+            zip(
+                variants,
+                pool.map(
+                    lambda item: _instructions(item[1], env, tmp, str(item[0]), requests),
+                    enumerate(variants.values()),
+                ),
+                strict=True,
+            )
+        )
+    plain = counts["plain mitmdump"]
+    return [
+        (
+            f"instructions/request, {name}",
+            f"{count / 1e6:.3f} M",
+            f"x{count / plain:.3f} of plain (callgrind, {requests} requests on one connection)",
+        )
+        for name, count in counts.items()
+    ]
+
+
+def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 1000) -> list[Row]:
     with upstream() as port, tempfile.TemporaryDirectory() as tmp:
         config, sigv4 = Path(tmp) / "gateway.yaml", Path(tmp) / "sigv4.yaml"
         config.write_text(_config(port))
@@ -135,6 +192,16 @@ def bench_peers(rounds: int, seconds: float = 3.0) -> list[Row]:
             "gateway, sigv4 route": gateway_args(sigv4),
         }
         env = child_env(AWS)
+        counted: list[Row] = []
+        if shutil.which("valgrind") and callgrind_requests > 0:
+            print(
+                f"peers: counting instructions under callgrind ({len(variants)} variants, "
+                "about a minute each, two at a time)",
+                file=sys.stderr,
+            )
+            counted = _counted(
+                {k: [*reverse, *v] for k, v in variants.items()}, env, tmp, callgrind_requests
+            )
         procs = {name: mitmdump([*reverse, *args], env, tmp) for name, args in variants.items()}
         pinned = _pin(procs)
         try:
@@ -146,7 +213,7 @@ def bench_peers(rounds: int, seconds: float = 3.0) -> list[Row]:
                 proc.stop()
             os.sched_setaffinity(0, pinned)
     plain = statistics.median(samples["plain mitmdump"])
-    rows: list[Row] = []
+    rows: list[Row] = list(counted)
     driver = "wrk -c8" if shutil.which("wrk") else "one keep-alive connection"
     for name, values in samples.items():
         cost = statistics.median(values)

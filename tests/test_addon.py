@@ -631,6 +631,12 @@ def test_the_last_word_hook_is_in_the_chain_only_while_a_later_addon_may_change_
             tctx.master.addons.add(later)
             gateway.running()
             assert tctx.master.addons.get("authgw_last_word") is not None
+            latest = _Later()
+            latest.name = "latest"  # type: ignore[attr-defined]
+            tctx.master.addons.add(latest)  # joined after the last word: it goes last again
+            tctx.configure(gateway)
+            assert tctx.master.addons.chain[-1] is tctx.master.addons.get("authgw_last_word")
+            tctx.master.addons.remove(latest)
             tctx.master.addons.remove(later)
             tctx.configure(gateway)
             assert tctx.master.addons.get("authgw_last_word") is None

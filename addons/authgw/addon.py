@@ -29,8 +29,9 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
 from authgw import lastword, retry
+from authgw.binding import target
 from authgw.config import ConfigError
-from authgw.decision import Decider, answer, target
+from authgw.decision import Decider, answer
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.guard import ConnectionGuard, Refused, uninterceptable
@@ -141,14 +142,18 @@ class AuthGateway:
 
     def _arrange_last_word(self, *, stop: bool = False) -> None:
         """``lastword.LastWord`` at the end of mitmproxy's chain while an addon after this
-        one may change a request, and out of it otherwise (or when ``stop``)."""
+        one may change a request (moved back to the end if an addon joined after it),
+        and out of it otherwise (or when ``stop``)."""
         master = getattr(ctx, "master", None)
         if master is None:
             return
-        needed = not stop and lastword.needed(master.addons.chain, self, ctx.options)
+        chain = master.addons.chain
+        needed = not stop and lastword.needed(chain, self, ctx.options)
         present = master.addons.get(lastword.NAME)
-        if present is not None and (not needed or present is not self._last_word):
-            master.addons.remove(present)  # not needed, or a reloaded script's
+        if present is not None and (
+            not needed or present is not self._last_word or chain[-1] is not present
+        ):
+            master.addons.remove(present)  # not needed, a reloaded script's, or not last
             present = None
         if needed and present is None:
             master.addons.add(self._last_word)

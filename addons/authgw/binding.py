@@ -81,3 +81,28 @@ def foreign_name(route: Route, flow: http.HTTPFlow) -> str | None:
         if not _covered(hosts, sni, port):
             return "SNI"
     return None
+
+
+def target(req: http.Request) -> tuple[bytes, str, int]:
+    """What a token is chosen for: (scheme, host, port), as mitmproxy keeps them (the
+    scheme undecoded: this is compared on every request, never shown)."""
+    data = req.data
+    return data.scheme, data.host, data.port
+
+
+def routed_by(flow: http.HTTPFlow) -> tuple[object, ...]:
+    """Everything the upstream may route by: the target, the header fields (a tuple that
+    mitmproxy replaces on any change, so the same object means no change), the
+    request-target's authority and the upstream connection's name. The last word
+    compares it with the decision's to skip checking names no addon changed."""
+    req, server = flow.request, flow.server_conn
+    data = req.data
+    return (
+        data.scheme,
+        data.host,
+        data.port,
+        data.headers.fields,
+        data.authority,
+        server.address,
+        server.sni,
+    )

@@ -18,7 +18,7 @@ from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw import annotate, plan, routing
-from authgw.binding import foreign_name
+from authgw.binding import foreign_name, routed_by, target
 from authgw.cache import CacheKey, Fetcher
 from authgw.config import Config, Route
 from authgw.flowlog import FlowRecord
@@ -188,7 +188,9 @@ class Decider:
             return
         if flow.request.stream:
             if state.sigv4 is not None and not state.presigned:
-                _unsigned_stream(flow, state)
+                from authgw import signing
+
+                signing.unsigned_stream(flow, state)
             return
         try:
             # What the upstream routes by is as the decision left it: nothing to check again.
@@ -367,31 +369,6 @@ class Decider:
         return size is not None and size >= 0
 
 
-def target(req: http.Request) -> tuple[bytes, str, int]:
-    """What a token is chosen for: (scheme, host, port), as mitmproxy keeps them (the
-    scheme undecoded: this is compared on every request, never shown)."""
-    data = req.data
-    return data.scheme, data.host, data.port
-
-
-def routed_by(flow: http.HTTPFlow) -> tuple[object, ...]:
-    """Everything the upstream may route by: the target, the header fields (a tuple that
-    mitmproxy replaces on any change, so the same object means no change), the
-    request-target's authority and the upstream connection's name. The last word
-    compares it with the decision's to skip checking names no addon changed."""
-    req, server = flow.request, flow.server_conn
-    data = req.data
-    return (
-        data.scheme,
-        data.host,
-        data.port,
-        data.headers.fields,
-        data.authority,
-        server.address,
-        server.sni,
-    )
-
-
 def answer(
     flow: http.HTTPFlow, status: int, body: str, headers: dict[str, str] | None = None
 ) -> None:
@@ -399,17 +376,6 @@ def answer(
         status,
         (body + "\n").encode(),
         {"Content-Type": "text/plain; charset=utf-8", **(headers or {})},
-    )
-
-
-def _unsigned_stream(flow: http.HTTPFlow, state: FlowState) -> None:
-    from authgw import signing
-
-    signing.unsigned_stream(flow, state)
-    logger.warning(
-        "authgw: route %s: mitmproxy began to stream this request's body before it was "
-        "signed; its headers went out unsigned (payload: unsigned signs such requests)",
-        state.record.route,
     )
 
 

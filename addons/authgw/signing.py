@@ -14,6 +14,7 @@ token masked, as any token). A body mitmproxy streams cannot be hashed: with
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -26,6 +27,8 @@ from authgw.sources.sigv4 import SIGV4_HEADERS, SigV4Signer, canonical_path, can
 from authgw.tokens import TokenUnavailable, fingerprint
 
 SECRET_HEADERS = frozenset({"authorization", "x-amz-security-token"})
+
+logger = logging.getLogger(__name__)
 
 
 def prepare(
@@ -87,10 +90,15 @@ def may_stream(req: http.Request, streaming: bool) -> bool:
 def unsigned_stream(flow: http.HTTPFlow, state: FlowState) -> None:
     """The last word on a flow whose body mitmproxy began to stream before it was signed:
     its headers went out without a signature (the upstream refuses it; no credential left
-    with it). Say so in the record, the log is the caller's."""
+    with it). Say so in the record and the log."""
     record = state.record
     record.action, record.error_class = "token_unavailable", "unsignable_body"
     record.headers_set = []
+    logger.warning(
+        "authgw: route %s: mitmproxy began to stream this request's body before it was "
+        "signed; its headers went out unsigned (payload: unsigned signs such requests)",
+        record.route,
+    )
 
 
 def scrub_response(flow: http.HTTPFlow, state: FlowState) -> None:

@@ -249,9 +249,11 @@ def emulator() -> Iterator[StsEmulator]:
 
 
 @pytest.mark.parametrize("order", ["tamper-after-authgw", "tamper-before-authgw"])
-def test_load_order_decides_whether_a_late_change_is_signed(
+def test_a_late_change_is_signed_in_either_load_order(
     gateway_factory: GatewayFactory, tmp_path: Path, emulator: StsEmulator, order: str
 ) -> None:
+    # authgw arranges its last word once mitmproxy runs, when every script has loaded:
+    # an addon that puts itself at the end of the chain is signed in either order.
     tamper = tmp_path / "late_tamper.py"
     tamper.write_text(TAMPER)
     host = emulator.url.removeprefix("http://")
@@ -264,14 +266,10 @@ def test_load_order_decides_whether_a_late_change_is_signed(
         )
     url = f"{emulator.sigv4_url}/orders"
     resp = proxy_request(gateway.port, "POST", url, {"X-Tamper": "yes"}, b"original")
-    if order == "tamper-after-authgw":
-        assert resp.status == 403, resp.text
-        assert resp.header("x-amzn-ErrorType") == "XAmzContentSHA256Mismatch"
-    else:
-        assert resp.status == 200, resp.text
-        echoed = resp.json()
-        assert echoed["verified"] is True
-        assert echoed["body_sha256"] == hashlib.sha256(b"tampered").hexdigest()
+    assert resp.status == 200, resp.text
+    echoed = resp.json()
+    assert echoed["verified"] is True
+    assert echoed["body_sha256"] == hashlib.sha256(b"tampered").hexdigest()
 
 
 def test_long_term_keys_send_no_security_token(

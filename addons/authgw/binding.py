@@ -14,8 +14,9 @@ import functools
 
 from mitmproxy import http
 
-from authgw.config import DYNAMIC, Route
+from authgw.config import Route
 from authgw.hosts import HostPattern, normalize_host, parse_host_port
+from authgw.kinds import kind_of
 
 
 def _covered(patterns: tuple[HostPattern, ...], text: str, port: int) -> bool:
@@ -69,7 +70,7 @@ def foreign_name(route: Route, flow: http.HTTPFlow) -> str | None:
     req = flow.request
     port = req.port
     hosts = route.hosts
-    if getattr(route.token, "audience", None) == DYNAMIC:
+    if route.token is not None and kind_of(route.token).dynamic(route.token):
         hosts = _only(req.host)
     for name, value in req.headers.fields:  # not get_all: this runs on every request
         if name.lower() == b"host" and not _covered(hosts, value.decode("latin-1"), port):

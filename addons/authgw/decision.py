@@ -24,6 +24,7 @@ from authgw.config import Config, Route
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.headers import rewrite_headers
+from authgw.kinds import kind_of
 from authgw.logs import WarnEveryMinute, internal_error
 from authgw.metrics import NO_ROUTE, Metrics
 from authgw.redaction import mask
@@ -80,7 +81,7 @@ class Decider:
                 self._bind(route, flow)
             if route is not None and route.verify is not None:
                 return self._decide_later(rt, flow, state, route, count)
-            if route is not None and route.token is not None and route.token.type == "sigv4":
+            if route is not None and route.token is not None and kind_of(route.token).signs:
                 pending = self._sigv4(rt, flow, route, state)
                 if pending is not None:
                     return self._decide_later(rt, flow, state, route, count, pending=pending)
@@ -115,7 +116,7 @@ class Decider:
             elif plan is None:
                 if route.verify is not None:
                     await self._verify_inbound(rt, route, flow.request, state)
-                if route.token is not None and route.token.type == "sigv4":
+                if route.token is not None and kind_of(route.token).signs:
                     pending = self._sigv4(rt, flow, route, state)
                     if pending is not None:
                         await pending
@@ -224,7 +225,7 @@ class Decider:
 
     def _optional_missing(self, route: Route, error: MissingSecret) -> bool:
         """True (and a warning, once) if the route's secret is optional: forward as is."""
-        if not getattr(route.token, "optional", False):
+        if route.token is None or not kind_of(route.token).optional(route.token):
             return False
         if route.name not in self._warned_optional:
             self._warned_optional.add(route.name)

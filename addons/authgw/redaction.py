@@ -20,6 +20,7 @@ from mitmproxy import http
 
 from authgw.config import Route
 from authgw.flowstate import FlowState
+from authgw.kinds import kind_of
 from authgw.tokens import Token, fingerprint, split_prefix
 
 
@@ -64,8 +65,8 @@ def masked(value: bytes, prefix: str) -> Masked:
 
 def _names(route: Route) -> frozenset[bytes]:
     names = {route.header.lower().encode()}
-    if route.token is not None and route.token.type == "sigv4":
-        names.add(b"x-amz-security-token")  # Authorization is the header, as for any route
+    if route.token is not None:
+        names |= kind_of(route.token).credential_headers  # sigv4: X-Amz-Security-Token
     if route.keep_inbound_as is not None:
         names.add(route.keep_inbound_as.lower().encode())
     return frozenset(names)

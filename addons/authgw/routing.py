@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from authgw.config import Route, TokenConfig
 from authgw.hosts import HostPattern, is_loopback, normalize_host, parse_host_port
+from authgw.kinds import kind_of
 
 # Host parsing lives in authgw.hosts; these names stay importable from here.
 __all__ = [
@@ -86,14 +87,6 @@ def dynamic_audience(scheme: str, host: str) -> str:
 
 
 def audience_for(token: TokenConfig, scheme: str, host: str) -> tuple[str, ...]:
-    """The audience set a request's token must carry (empty: no ``aud`` claim)."""
-    if token.type == "static" or token.type == "sigv4":
-        return ()
-    audience = token.audience
-    if audience is None:
-        return ()
-    if audience == "dynamic":
-        return (dynamic_audience(scheme, host),)
-    if isinstance(audience, str):
-        return (audience,)
-    return audience
+    """The audience set a request's token must carry (empty: no ``aud`` claim), as the
+    token's kind says."""
+    return kind_of(token).audience(token, scheme, host)

@@ -22,6 +22,7 @@ from authgw import routing, sources
 from authgw.cache import TokenCache
 from authgw.config import Config, ConfigError
 from authgw.flowlog import FlowLog
+from authgw.kinds import kind_of
 from authgw.metrics import NO_ROUTE, Metrics, status_document
 from authgw.statusport import MetricsServer
 from authgw.verify import RouteVerifier
@@ -240,7 +241,7 @@ class RuntimeManager:
         for route in rt.config.routes:
             source = rt.sources.get(route.name)
             secret = getattr(source, "secret", None)
-            optional = getattr(route.token, "optional", False)
+            optional = route.token is not None and kind_of(route.token).optional(route.token)
             if secret is not None and not optional and secret.fingerprint_or_none() is None:
                 broken.setdefault(route.name, "missing_secret")
         doc = {

@@ -21,6 +21,7 @@ from authgw import config as configmod
 from authgw import plan, routing, sources
 from authgw.cache import TokenCache
 from authgw.config import Config, ConfigError, Route, claim_template
+from authgw.kinds import kind_of
 from authgw.templates import Inputs, MissingClaimInput
 from authgw.tokens import (
     JwtPeek,
@@ -112,7 +113,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     if route.token is None:
         print(f"authgw: route {route.name} only verifies tokens; it injects none", file=sys.stderr)
         return 1
-    if route.token.type == "sigv4":
+    if kind_of(route.token).signs:
         return _sigv4_headers(route, built[route.name], args, host, port)
     audience = routing.audience_for(route.token, args.scheme, host)
     try:
@@ -128,7 +129,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     except TokenUnavailable as e:
         message = str(e) if str(e).startswith(f"route {route.name}") else f"route {route.name}: {e}"
         then = ""
-        if isinstance(e, MissingSecret) and getattr(route.token, "optional", False):
+        if isinstance(e, MissingSecret) and kind_of(route.token).optional(route.token):
             then = "; optional, so the gateway forwards requests without a token"
         print(f"authgw: token unavailable ({e.error_class}): {message}{then}", file=sys.stderr)
         return 1

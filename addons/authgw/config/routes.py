@@ -15,6 +15,7 @@ from authgw.config.schema import (
     HOP_BY_HOP_HEADERS,
     CacheSettings,
     Route,
+    TokenConfig,
     VerifyConfig,
     claim_template,
 )
@@ -98,7 +99,7 @@ def _route(
         verify=_verify(r, m["verify"], f"{path}.verify", m) if "verify" in m else None,
         retry_on_401=r.boolean(m, "retry_on_401", path, False),
     )
-    if route.token is not None and route.token.type == "sigv4":
+    if route.token is not None and _signs(route.token):
         for key in ("header", "prefix", "inbound"):
             if key in m:
                 reason = "does not apply to a sigv4 route (it sets Authorization and X-Amz-*)"
@@ -198,3 +199,10 @@ def _verify(r: FieldReader, raw: Any, path: str, parent: Any) -> VerifyConfig:
         enforce=r.boolean(m, "enforce", path, False),
         leeway=float(r.number(m, "leeway", path, 0, low=0, high=3600) or 0),
     )
+
+
+def _signs(token: TokenConfig) -> bool:
+    """A kind that signs each request sets its own headers (sigv4)."""
+    from authgw.kinds import kind_of  # the kinds parse with config's FieldReader
+
+    return kind_of(token).signs

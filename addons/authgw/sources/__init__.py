@@ -1,4 +1,5 @@
-"""Token sources: one module per ``token.type`` (hmac, sts, static, oauth2; sigv4 signs).
+"""Token sources: one module per ``token.type`` (hmac, sts, static, oauth2; sigv4 signs),
+built by the type's kind (``authgw.kinds``).
 
 A source turns an audience into a ``Token``. It does no caching of its own beyond
 its secret: ``TokenCache`` decides when to call ``fetch``. ``cache_params`` names
@@ -12,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, TypeAlias
 
 from authgw.config import Config, ConfigError, Route
+from authgw.kinds import kind_of
 from authgw.sources.base import Clock, SecretReader, TokenSource
 from authgw.sources.remote import SecretStore
 from authgw.tokens import MissingSecret
@@ -32,38 +34,15 @@ def build(
     secrets: SecretStore | None = None,
     default_ttl: float = 300.0,
 ) -> Source:
-    """The source for ``route.token``. STS (and so boto3) is imported only when used;
-    remote secrets come from ``secrets`` (shared across reloads)."""
+    """The source for ``route.token``, as its kind builds it (STS, and so boto3, is
+    imported only when used); remote secrets come from ``secrets`` (shared across
+    reloads)."""
     token = route.token
     if token is None:
         raise ValueError(f"route {route.name} has no token: it only verifies")
-    store = secrets or SecretStore()
-    if token.type == "hmac":
-        from authgw.sources.hmac import HmacSource
-
-        return HmacSource(route.name, token, clock=clock, reader=store.reader(token.secret))
-    if token.type == "static":
-        from authgw.sources.static import StaticSource
-
-        return StaticSource(route.name, token, clock=clock, reader=store.reader(token.value))
-    if token.type == "oauth2":
-        from authgw.sources.oauth2 import OAuth2Source
-
-        return OAuth2Source(
-            route.name,
-            token,
-            clock=clock,
-            default_ttl=default_ttl,
-            client_id=store.reader(token.client_id),
-            client_secret=store.reader(token.client_secret),
-        )
-    if token.type == "sigv4":
-        from authgw.sources.sigv4 import SigV4Signer
-
-        return SigV4Signer(route.name, token, clock=clock)
-    from authgw.sources.sts import StsSource
-
-    return StsSource(route.name, token, clock=clock)
+    return kind_of(token).build(
+        route, token, clock=clock, store=secrets or SecretStore(), default_ttl=default_ttl
+    )
 
 
 def build_all(
@@ -87,23 +66,18 @@ def build_all(
         try:
             source.check()
         except MissingSecret as e:
-            refs = [
-                getattr(token, k, None) for k in ("secret", "value", "client_secret", "client_id")
-            ]
-            if any(ref is not None and ref.remote for ref in refs):
+            kind = kind_of(token)
+            if any(ref.remote for ref in kind.secrets(token)):
                 notes.append(f"route {route.name}: {e}; answering 502 until a read succeeds")
-            elif token.type == "sigv4":
+            elif kind.signs:
                 raise ConfigError(f"routes[{i}].token", str(e)) from e
-            elif token.type == "hmac" and token.optional:
+            elif kind.optional(token):
                 notes.append(
                     f"route {route.name}: {e}; optional, so requests go without "
                     "a token until it appears"
                 )
             else:
-                field_name = {"static": "value", "oauth2": "client_secret"}.get(
-                    token.type, "secret"
-                )
-                raise ConfigError(f"routes[{i}].token.{field_name}", str(e)) from e
+                raise ConfigError(f"routes[{i}].token.{kind.secret_field}", str(e)) from e
         except Exception as e:  # noqa: BLE001 - botocore: no region, unknown profile, ...
             reason = str(e)
             if type(e).__name__ == "NoRegionError":

@@ -9,6 +9,7 @@ from typing import Literal, cast
 
 from authgw import config as configmod
 from authgw.config import SecretRef
+from authgw.kinds import kind_of
 from authgw.sources.base import SecretReader
 from authgw.sources.remote import ReadFailed, fetcher
 from authgw.tokens import MissingSecret
@@ -95,10 +96,10 @@ def _config_secret(path: str, route_name: str) -> SecretRef:
                 if route.verify is not None and route.verify.secret is not None:
                     return route.verify.secret
                 raise SecretUnavailable(f"route {route_name} has no shared secret")
-            if token.type == "hmac":
-                return token.secret
-            if token.type == "static":
-                return token.value
-            raise SecretUnavailable(f"route {route_name} is type sts: it has no shared secret")
+            shared = kind_of(token).shared_secret(token)
+            if shared is None:
+                reason = f"route {route_name} is type {token.type}: it has no shared secret"
+                raise SecretUnavailable(reason)
+            return shared
     names = ", ".join(r.name for r in cfg.routes)
     raise SecretUnavailable(f"{path} has no route {printable(route_name)} (routes: {names})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import http
 
@@ -12,6 +12,9 @@ from authgw.cache import CacheKey
 from authgw.config import Route
 from authgw.flowlog import FlowRecord
 from authgw.tokens import Token
+
+if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials  # botocore: sigv4 routes only
 
 
 @dataclass
@@ -29,7 +32,7 @@ class FlowState:
     client_claims: Mapping[str, Any] | None = None  # of a client token verify accepted
     request_before: http.Request | None = None  # the request at authgw's request hook
     # (before map_remote, modify_* and later addons), kept on retry_on_401 routes
-    sigv4: Any = None  # a sigv4 route's credentials (botocore ReadOnlyCredentials)
+    sigv4: ReadOnlyCredentials | None = None  # a sigv4 route's credentials
     signed: bool = False  # a sigv4 route's signature is final (made with the body known)
     presigned: bool = False  # ... or at least made (before the body was known)
     signature: str | None = None  # its Signature=, scrubbed from AWS's error answers

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from authgw.errors import AuthgwError
 from authgw.httpsyntax import HEADER_NAME
 
 _TOKEN = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{|\$")
@@ -29,7 +30,7 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 Kind = Literal["header", "client", "host", "method"]
 
 
-class TemplateError(ValueError):
+class TemplateError(AuthgwError, ValueError):
     """A claim template that cannot be parsed (the config's fault): where, and why."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -38,7 +39,7 @@ class TemplateError(ValueError):
         self.reason = reason
 
 
-class MissingClaimInput(Exception):
+class MissingClaimInput(AuthgwError):
     """A request lacks what a template needs; answered 400 ``missing_claim_input``."""
 
     def __init__(self, name: str, why: str = "missing") -> None:

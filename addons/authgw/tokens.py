@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from authgw.errors import AuthgwError
+
 
 def fingerprint(secret: bytes | str) -> str:
     """``sha256:`` + the first 12 hex digits of SHA-256 over the secret bytes."""
@@ -137,7 +139,7 @@ def token_from_jwt(value: str, source: str, *, expires_at: float | None = None) 
     )
 
 
-class TokenUnavailable(Exception):
+class TokenUnavailable(AuthgwError):
     """A token could not be had for a request; the request is answered 502."""
 
     def __init__(self, error_class: str, message: str) -> None:

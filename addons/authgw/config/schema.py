@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from authgw.errors import AuthgwError
 from authgw.hosts import HostPattern
 from authgw.templates import ClaimTemplate
 
@@ -32,7 +33,7 @@ HOP_BY_HOP_HEADERS = frozenset(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(AuthgwError, ValueError):
     """The config file is unreadable or invalid; says which field and why."""
 
     def __init__(self, path: str, reason: str, *, file: str | None = None, line: int | None = None):

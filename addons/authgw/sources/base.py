@@ -66,25 +66,34 @@ class SecretBacked:
         self.secret: SecretLike = reader or SecretReader(secret)
 
     def upstream_rejected(self) -> None:
-        refresh = getattr(self.secret, "refresh_soon", None)
-        if refresh is not None:
-            refresh()
+        self.secret.refresh_soon()
 
     async def settle(self) -> None:
         await settled(self.secret)
 
     def secret_status(self) -> dict[str, Any]:
         """For /status: the value's age and the last read error of a re-read secret."""
-        status = getattr(self.secret, "status", None)
-        return status() if status is not None else {}
+        return self.secret.status()
 
 
 class SecretLike(Protocol):
-    """What a source needs of its secret: ``SecretReader`` or ``remote.RemoteSecret``."""
+    """What a source needs of its secret: ``SecretReader`` (env, file, literal: read here,
+    so the last four are no-ops) or ``remote.RemoteSecret`` (re-read in the background)."""
+
+    ref: SecretRef
 
     def read(self) -> bytes: ...
     def fingerprint(self) -> str: ...
     def fingerprint_or_none(self) -> str | None: ...
+
+    def refresh_soon(self) -> None:
+        """Re-read soon: an upstream refused what the value made (it may be rotated)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a read in progress; False if it still runs."""
+
+    def status(self) -> dict[str, Any]:
+        """For /status: the value's age, the last read error (a re-read secret)."""
 
 
 class SecretReader:
@@ -125,6 +134,15 @@ class SecretReader:
             return self.fingerprint()
         except MissingSecret:
             return None
+
+    def refresh_soon(self) -> None:
+        pass  # a file is re-read when it changes; env and literals do not change
+
+    def wait(self, timeout: float) -> bool:
+        return True  # nothing is read in the background
+
+    def status(self) -> dict[str, Any]:
+        return {}
 
     def _set(self, value: bytes | None) -> bytes | None:
         if value != self._value:
@@ -171,16 +189,15 @@ class SecretReader:
 _SETTLE_POLL = 0.05  # seconds between looks at a read in progress
 
 
-async def settled(secret: Any) -> None:
+async def settled(secret: SecretLike) -> None:
     """Wait, within the read's timeout, for a kept secret's read in progress. It looks
     every 50 ms instead of blocking a thread: the loop's default pool also resolves
     upstream names, and many retries waiting there would hold up every flow."""
-    wait = getattr(secret, "wait", None)
-    if wait is None:
+    if secret.wait(0):
         return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + secret.ref.timeout + 1.0
-    while not wait(0) and loop.time() < deadline:
+    while not secret.wait(0) and loop.time() < deadline:
         await asyncio.sleep(_SETTLE_POLL)
 
 

@@ -146,9 +146,7 @@ class OAuth2Source:
 
     def upstream_rejected(self) -> None:
         for secret in (self.client_id, self.secret):
-            refresh = getattr(secret, "refresh_soon", None)
-            if refresh is not None:
-                refresh()
+            secret.refresh_soon()
 
     async def settle(self) -> None:
         for secret in (self.client_id, self.secret):
@@ -163,16 +161,11 @@ class OAuth2Source:
             "client_id": c.client_id.describe(),
             "secret": c.client_secret.describe(),
             "secret_fingerprint": self.secret.fingerprint_or_none(),
-            **_status(self.secret),
+            **self.secret.status(),  # a secret kept elsewhere: its age, last error
         }
 
 
 _MAX_LIFETIME = 366 * 86_400.0
-
-
-def _status(secret: SecretLike) -> dict[str, Any]:
-    status = getattr(secret, "status", None)  # a secret kept elsewhere: its age, last error
-    return status() if status is not None else {}
 
 
 def _lifetime(expires_in: Any) -> float | None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from authgw.config import SecretRef
+from authgw.errors import AuthgwError
 from authgw.sources.base import SecretReader
 from authgw.tokens import MissingSecret, fingerprint
 
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE = 5.0  # seconds: a failed read is tried again this soon (or at refresh)
 
 
-class ReadFailed(Exception):
+class ReadFailed(AuthgwError):
     """A secret could not be read; the message says why, never with the secret."""
 
 

@@ -9,8 +9,10 @@ The CLI answers any of them with exit status 2.
 
 from __future__ import annotations
 
+from authgw.errors import AuthgwError
 
-class VerifyError(Exception):
+
+class VerifyError(AuthgwError):
     """The input cannot be used to check a token (the CLI's exit status 2)."""
 
 

@@ -31,7 +31,7 @@ from mitmproxy.proxy import layer
 from authgw import lastword, retry
 from authgw.binding import target
 from authgw.config import ConfigError
-from authgw.decision import Decider, answer
+from authgw.decision import Decider
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
 from authgw.guard import ConnectionGuard, Refused, uninterceptable
@@ -40,6 +40,7 @@ from authgw.metrics import Metrics
 from authgw.outcome import Outcomes
 from authgw.redaction import redact
 from authgw.runtime import Options, Runtime, RuntimeManager
+from authgw.steps import answer
 
 logger = logging.getLogger(__name__)
 

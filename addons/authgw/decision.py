@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mitmproxy import http
 from mitmproxy.net.http.http1 import expected_http_body_size
@@ -20,8 +20,7 @@ from mitmproxy.net.http.http1 import expected_http_body_size
 from authgw import annotate, plan, routing
 from authgw.binding import foreign_name, routed_by, target
 from authgw.cache import CacheKey, Fetcher
-from authgw.config import Config, Route
-from authgw.flowlog import FlowRecord
+from authgw.config import Route
 from authgw.flowstate import FlowState
 from authgw.headers import rewrite_headers
 from authgw.kinds import kind_of
@@ -29,36 +28,12 @@ from authgw.logs import WarnEveryMinute, internal_error
 from authgw.metrics import NO_ROUTE, Metrics
 from authgw.redaction import mask
 from authgw.runtime import Runtime
+from authgw.steps import HOST_MISMATCH, NO_ROUTE_FOR_HOST, Answer, Later, answer
 from authgw.templates import MissingClaimInput
 from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
 from authgw.verify import Verdict, VerifyError
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger(__name__)
-
-
-class Answered(Exception):
-    """The gateway answers the request itself (400/401/403/421); carries the response."""
-
-    def __init__(
-        self,
-        status: int,
-        body: str,
-        action: str,
-        headers: dict[str, str] | None = None,
-        error_class: str | None = None,
-    ) -> None:
-        super().__init__(body)
-        self.status = status
-        self.body = body
-        self.action = action
-        self.error_class = error_class
-        self.headers = {
-            **(headers or {}),
-            **({"X-Authgw-Error": error_class} if error_class else {}),
-        }
 
 
 class Decider:
@@ -76,87 +51,120 @@ class Decider:
     ) -> Coroutine[Any, Any, None] | None:
         """Route, check and inject; None when done, or a coroutine to await for the rest."""
         try:
-            route = self._route(rt, flow.request, state)
-            if route is not None:
-                self._bind(route, flow)
-            if route is not None and route.verify is not None:
-                return self._decide_later(rt, flow, state, route, count)
-            if route is not None and route.token is not None and kind_of(route.token).signs:
-                pending = self._sigv4(rt, flow, route, state)
-                if pending is not None:
-                    return self._decide_later(rt, flow, state, route, count, pending=pending)
-            elif route is not None and route.token is not None:
-                plan = self._token_plan(rt, flow.request, route, state)
-                if plan is not None:
-                    started = time.perf_counter()
-                    token = rt.cache.peek(plan[0], plan[1])
-                    if token is None:
-                        return self._decide_later(rt, flow, state, route, count, plan)
-                    state.record.token_ms = (time.perf_counter() - started) * 1000
-                    self._inject(rt, flow.request, state, route, plan[0], token)
+            step = self._now(rt, flow, state)
         except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
             self._failed(rt, flow, state, e)
+            step = None
+        if isinstance(step, Later):
+            return self._later(rt, flow, state, step, count)
+        if step is not None:
+            self.answer(flow, state, step)
         self._decided(flow, state, count)
         return None
 
-    async def _decide_later(
-        self,
-        rt: Runtime,
-        flow: http.HTTPFlow,
-        state: FlowState,
-        route: Route,
-        count: bool,
-        plan: tuple[CacheKey, Fetcher] | None = None,
-        pending: Coroutine[Any, Any, None] | None = None,
+    def _now(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> Answer | Later | None:
+        """The decision as far as it goes without waiting (a cached token is injected)."""
+        found = self._route(rt, flow.request, state)
+        if found is None or isinstance(found, Answer):
+            return found
+        route = found
+        mismatch = self._bind(route, flow)
+        if mismatch is not None:
+            return mismatch
+        if route.verify is not None:
+            return Later(route)  # the client's token first
+        if route.token is None:
+            return None
+        if kind_of(route.token).signs:
+            pending = self._sigv4(rt, flow, route, state)
+            return None if pending is None else Later(route, pending=pending)
+        plan = self._token_plan(rt, flow.request, route, state)
+        if plan is None or isinstance(plan, Answer):
+            return plan
+        started = time.perf_counter()
+        token = rt.cache.peek(plan[0], plan[1])
+        if token is None:
+            return Later(route, plan)
+        state.record.token_ms = (time.perf_counter() - started) * 1000
+        self._inject(rt, flow.request, state, route, plan[0], token)
+        return None
+
+    async def _later(
+        self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, later: Later, count: bool
     ) -> None:
         """The part of a decision that waits: verifying the client, fetching a token."""
         try:
-            if pending is not None:
-                await pending  # sigv4 credentials being refreshed
-            elif plan is None:
-                if route.verify is not None:
-                    await self._verify_inbound(rt, route, flow.request, state)
-                if route.token is not None and kind_of(route.token).signs:
-                    pending = self._sigv4(rt, flow, route, state)
-                    if pending is not None:
-                        await pending
-                elif route.token is not None:
-                    plan = self._token_plan(rt, flow.request, route, state)
-            if plan is not None:
-                started = time.perf_counter()
-                try:
-                    token = await rt.cache.get(plan[0], plan[1])
-                finally:
-                    state.record.token_ms = (time.perf_counter() - started) * 1000
-                self._inject(rt, flow.request, state, route, plan[0], token)
+            step = await self._wait(rt, flow, state, later)
         except MissingSecret as e:
-            if not self._optional_missing(route, e):
+            step = None
+            if not self._optional_missing(later.route, e):
                 self._failed(rt, flow, state, e)
         except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            step = None
             self._failed(rt, flow, state, e)
+        if step is not None:
+            self.answer(flow, state, step)
         self._decided(flow, state, count)
 
-    def _route(self, rt: Runtime, req: http.Request, state: FlowState) -> Route | None:
-        """The route for the request's (re-targeted) host; raises Answered for 400/403."""
+    async def _wait(
+        self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, later: Later
+    ) -> Answer | None:
+        route, plan = later.route, later.plan
+        if later.pending is not None:
+            await later.pending  # sigv4 credentials being refreshed
+            return None
+        if plan is None:
+            if route.verify is not None:
+                rejected = await self._verify_inbound(rt, route, flow.request, state)
+                if rejected is not None:
+                    return rejected
+            if route.token is None:
+                return None
+            if kind_of(route.token).signs:
+                pending = self._sigv4(rt, flow, route, state)
+                if pending is not None:
+                    await pending
+                return None
+            found = self._token_plan(rt, flow.request, route, state)
+            if found is None or isinstance(found, Answer):
+                return found
+            plan = found
+        started = time.perf_counter()
+        try:
+            token = await rt.cache.get(plan[0], plan[1])
+        finally:
+            state.record.token_ms = (time.perf_counter() - started) * 1000
+        self._inject(rt, flow.request, state, route, plan[0], token)
+        return None
+
+    def answer(self, flow: http.HTTPFlow, state: FlowState, step: Answer) -> None:
+        """Carry out an ``Answer``: the flow's response, its record's action and class."""
+        state.record.action, state.record.error_class = step.action, step.error_class
+        headers = dict(step.headers)
+        if step.error_class:
+            headers["X-Authgw-Error"] = step.error_class
+        answer(flow, step.status, step.body, headers)
+
+    def _route(self, rt: Runtime, req: http.Request, state: FlowState) -> Route | Answer | None:
+        """The route for the request's (re-targeted) host, 400/403, or None (forward)."""
         cfg = rt.config
         if cfg.upstream_header and cfg.upstream_header in req.headers:
-            _retarget(req, cfg, state.record)
+            refused = routing.retarget(req, cfg, state.record)
+            if refused is not None:
+                return refused
         state.target, state.headers_before = target(req), req.headers.fields
         route = rt.routes.match(req.host, req.port)
         if route is None:
-            if cfg.unmatched == "reject":
-                raise Answered(403, "no route for host", "rejected")
-            return None
+            return NO_ROUTE_FOR_HOST if cfg.unmatched == "reject" else None
         state.record.route, state.route = route.name, route
         return route
 
-    def _bind(self, route: Route, flow: http.HTTPFlow) -> None:
+    def _bind(self, route: Route, flow: http.HTTPFlow) -> Answer | None:
         """421 unless every host name the upstream may route by is one of the route's."""
         name = foreign_name(route, flow)
-        if name is not None:
-            self._host_mismatch(route, name)
+        return None if name is None else self._host_mismatch(route, name)
 
-    def _host_mismatch(self, route: Route, name: str) -> None:
+    def _host_mismatch(self, route: Route, name: str) -> Answer:
         self._warn_limited(
             (route.name, "host_mismatch"),
             "authgw: route %s: the request's %s names a host the route does not cover; "
@@ -164,7 +172,7 @@ class Decider:
             route.name,
             name,
         )
-        raise Answered(421, "host does not match the route", "rejected", None, "host_mismatch")
+        return HOST_MISMATCH
 
     def _sigv4(
         self, rt: Runtime, flow: http.HTTPFlow, route: Route, state: FlowState
@@ -194,30 +202,36 @@ class Decider:
                 signing.unsigned_stream(flow, state)
             return
         try:
+            moved = None
             # What the upstream routes by is as the decision left it: nothing to check again.
             if routed_by(flow) != state.routed_by:
                 if target(flow.request) != state.target:
-                    self._host_mismatch(route, "target, which another addon changed,")
-                self._bind(route, flow)
-            if state.sigv4 is not None and not state.signed:
+                    moved = self._host_mismatch(route, "target, which another addon changed,")
+                else:
+                    moved = self._bind(route, flow)
+            if moved is not None:
+                self.answer(flow, state, moved)
+            elif state.sigv4 is not None and not state.signed:
                 from authgw import signing
 
                 signing.sign(plan.signer(rt.sources, route.name), flow, state, body_known=True)
         except Exception as e:  # noqa: BLE001 - fail closed: nothing unchecked goes out
-            state.sigv4 = None
             self._failed(rt, flow, state, e)
+        if flow.response is not None:
+            state.sigv4 = None
             annotate.decided(flow, state.record)
 
     def _token_plan(
         self, rt: Runtime, req: http.Request, route: Route, state: FlowState
-    ) -> tuple[CacheKey, Fetcher] | None:
-        """The cache key and fetcher for the route's token; None: forward without one."""
+    ) -> tuple[CacheKey, Fetcher] | Answer | None:
+        """The cache key and fetcher for the route's token, a 400 for a missing claim
+        input, or None: forward without one (an optional secret that is missing)."""
         try:
             return plan.token_plan(
                 route, rt.sources[route.name], req, state.record, state.client_claims
             )
         except MissingClaimInput as e:
-            raise Answered(400, e.body, "rejected", None, "missing_claim_input") from None
+            return Answer(400, e.body, error_class="missing_claim_input")
         except MissingSecret as e:
             if self._optional_missing(route, e):
                 return None
@@ -253,7 +267,7 @@ class Decider:
 
     async def _verify_inbound(
         self, rt: Runtime, route: Route, req: http.Request, state: FlowState
-    ) -> None:
+    ) -> Answer | None:
         """Check the client's own token (verify routes); in enforce mode, a bad one is a 401.
         The claims of a token it accepts are what ``${client:...}`` templates read."""
         assert route.verify is not None
@@ -276,7 +290,7 @@ class Decider:
         ).inc()
         if verdict.valid:
             state.client_claims = verdict.claims
-            return
+            return None
         self._warn_limited(
             (route.name, f"verify:{verdict.reason}"),
             "authgw: route %s: client token %s: %s (%s)",
@@ -285,24 +299,17 @@ class Decider:
             verdict.detail,
             "rejected with 401" if route.verify.enforce else "observe mode, forwarded",
         )
-        if route.verify.enforce:
-            raise Answered(
-                401,
-                f"token rejected ({verdict.reason}): {verdict.detail}",
-                "rejected",
-                {
-                    "WWW-Authenticate": f'Bearer error="invalid_token", '
-                    f'error_description="{verdict.reason}"'
-                },
-            )
+        if not route.verify.enforce:
+            return None
+        challenge = f'Bearer error="invalid_token", error_description="{verdict.reason}"'
+        return Answer(
+            401,
+            f"token rejected ({verdict.reason}): {verdict.detail}",
+            headers=(("WWW-Authenticate", challenge),),
+        )
 
     def _failed(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, e: Exception) -> None:
-        """Answer the request here: 400/401/403 as decided, 502 for anything else."""
-        if isinstance(e, Answered):
-            state.record.action = e.action
-            state.record.error_class = e.error_class
-            answer(flow, e.status, e.body, e.headers)
-            return
+        """Answer 502 for an error: ``TokenUnavailable``'s class, else ``internal``."""
         if not isinstance(e, TokenUnavailable):
             internal_error(
                 logger,
@@ -368,34 +375,3 @@ class Decider:
         except ValueError:
             return False
         return size is not None and size >= 0
-
-
-def answer(
-    flow: http.HTTPFlow, status: int, body: str, headers: dict[str, str] | None = None
-) -> None:
-    flow.response = http.Response.make(
-        status,
-        (body + "\n").encode(),
-        {"Content-Type": "text/plain; charset=utf-8", **(headers or {})},
-    )
-
-
-def _retarget(req: http.Request, cfg: Config, record: FlowRecord) -> None:
-    """Point the request at the host its upstream header names, if a route covers it."""
-    name = cfg.upstream_header
-    assert name is not None
-    values = req.headers.get_all(name)
-    del req.headers[name]
-    record.headers_removed.append(name)
-    if len(values) != 1:
-        raise Answered(400, f"bad {name}: sent {len(values)} times", "rejected")
-    try:
-        host, port = routing.parse_upstream(values[0])
-    except ValueError as e:
-        raise Answered(400, f"bad {name}: {e}", "rejected") from e
-    port = port or (443 if cfg.upstream_scheme == "https" else 80)
-    if routing.match(cfg.routes, host, port) is None:
-        raise Answered(403, "no route for host", "rejected")
-    req.scheme = cfg.upstream_scheme
-    req.host = host
-    req.port = port

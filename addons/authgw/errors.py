@@ -12,9 +12,10 @@
           ├── SecretUnavailable
           └── JwksUnavailable
 
-Not under it, because no caller catches them: ``decision.Answered`` (the decision's
-4xx answer on its way to the hook), ``verify.verdict.Finding`` (a check's finding on its
-way to the verdict) and the emulator's own refusals (turned into HTTP answers there).
+A 4xx the gateway answers is no exception: the decision returns it as a value
+(``decision.Answer``). Not under the root, because no caller catches them:
+``verify.verdict.Finding`` (a check's finding on its way to the verdict) and the
+emulator's own refusals (turned into HTTP answers there).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from mitmproxy.proxy import commands, events, layer, layers
 
 from authgw import routing
 from authgw.config import Config, Route
-from authgw.decision import answer
 from authgw.metrics import NO_ROUTE, Metrics
+from authgw.steps import answer
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,21 @@
 """First-match routing, the upstream header, audience derivation.
 
-Everything here is pure: a ``ValueError`` says what is wrong with an input, and the
-callers turn it into a config error or a 400.
+Matching and parsing are pure: a ``ValueError`` says what is wrong with an input, and
+the callers turn it into a config error or a 400; ``retarget`` applies the upstream
+header to a request, or returns the ``Answer`` that refuses it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from authgw.config import Route, TokenConfig
+from mitmproxy import http
+
+from authgw.config import Config, Route, TokenConfig
+from authgw.flowlog import FlowRecord
 from authgw.hosts import HostPattern, is_loopback, normalize_host, parse_host_port
 from authgw.kinds import kind_of
+from authgw.steps import NO_ROUTE_FOR_HOST, Answer
 
 # Host parsing lives in authgw.hosts; these names stay importable from here.
 __all__ = [
@@ -90,3 +95,26 @@ def audience_for(token: TokenConfig, scheme: str, host: str) -> tuple[str, ...]:
     """The audience set a request's token must carry (empty: no ``aud`` claim), as the
     token's kind says."""
     return kind_of(token).audience(token, scheme, host)
+
+
+def retarget(req: http.Request, cfg: Config, record: FlowRecord) -> Answer | None:
+    """Point the request at the host its upstream header names, if a route covers it;
+    else the 400/403 to answer."""
+    name = cfg.upstream_header
+    assert name is not None
+    values = req.headers.get_all(name)
+    del req.headers[name]
+    record.headers_removed.append(name)
+    if len(values) != 1:
+        return Answer(400, f"bad {name}: sent {len(values)} times")
+    try:
+        host, port = parse_upstream(values[0])
+    except ValueError as e:
+        return Answer(400, f"bad {name}: {e}")
+    port = port or (443 if cfg.upstream_scheme == "https" else 80)
+    if match(cfg.routes, host, port) is None:
+        return NO_ROUTE_FOR_HOST
+    req.scheme = cfg.upstream_scheme
+    req.host = host
+    req.port = port
+    return None

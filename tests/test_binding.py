@@ -112,3 +112,19 @@ def test_a_dynamic_audience_binds_the_token_to_the_very_host() -> None:
 
 def test_an_overlong_host_header_is_not_covered() -> None:
     assert foreign_name(ROUTE, flow(host_header="api.example" + "." * 300)) == "Host"
+
+
+@pytest.mark.parametrize("path", [b"http://evil.example/x", b"evil.example:443", b"x"])
+def test_a_path_that_is_not_origin_form_names_the_request_target(path: bytes) -> None:
+    # An HTTP/2 client may send ``:path: http://evil.example/x``; mitmproxy forwards it as
+    # an absolute-form request-target, by which an HTTP/1 upstream routes.
+    f = flow(http2=True, host_header=None, authority="api.example")
+    f.request.data.path = path
+    assert foreign_name(ROUTE, f) == "request-target"
+
+
+@pytest.mark.parametrize("path", [b"/x?y=1", b"*"])
+def test_origin_form_and_asterisk_paths_are_covered(path: bytes) -> None:
+    f = flow()
+    f.request.data.path = path
+    assert foreign_name(ROUTE, f) is None

@@ -72,6 +72,11 @@ def foreign_name(route: Route, flow: http.HTTPFlow) -> str | None:
     hosts = route.hosts
     if route.token is not None and kind_of(route.token).dynamic(route.token):
         hosts = _only(req.host)
+    path = req.data.path
+    if path[:1] != b"/" and path != b"*":
+        # An absolute URL as the path (an HTTP/2 :path, or another addon's doing) goes out
+        # as an absolute-form request-target, by which the upstream routes.
+        return "request-target"
     for name, value in req.headers.fields:  # not get_all: this runs on every request
         if name.lower() == b"host" and not _covered(hosts, value.decode("latin-1"), port):
             return "Host"
@@ -94,7 +99,7 @@ def target(req: http.Request) -> tuple[bytes, str, int]:
 def routed_by(flow: http.HTTPFlow) -> tuple[object, ...]:
     """Everything the upstream may route by: the target, the header fields (a tuple that
     mitmproxy replaces on any change, so the same object means no change), the
-    request-target's authority and the upstream connection's name. The last word
+    request-target's authority and path, and the upstream connection's name. The last word
     compares it with the decision's to skip checking names no addon changed."""
     req, server = flow.request, flow.server_conn
     data = req.data
@@ -104,6 +109,7 @@ def routed_by(flow: http.HTTPFlow) -> tuple[object, ...]:
         data.port,
         data.headers.fields,
         data.authority,
+        data.path,
         server.address,
         server.sni,
     )

@@ -10,7 +10,10 @@ addon in mitmproxy's chain costs each event of every flow, whether it has a hook
 it or not.
 
 ``needed`` decides from the chain and the options; the addon asks again whenever the
-options change and once mitmproxy runs (scripts loaded after authgw are there by then).
+options change and once mitmproxy runs. Any script after authgw's counts, loaded or not
+(mitmproxy reloads a script when its file changes without telling other addons); an
+addon that joins the chain on its own while mitmproxy runs, with no option change after
+it, is not seen.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ NAME = "authgw_last_word"  # mitmproxy's addon name: one at a time, also across 
 _MITMPROXY_REQUEST_HOOKS: dict[str, str | None] = {
     "ServerPlayback": None,  # answers from a file
     "MapLocal": None,  # answers from a file
-    "StickyAuth": None,  # adds Authorization only where there is none
-    "StickyCookie": None,
+    "TlsConfig": None,  # mitmproxy 12: answers CRL requests itself
     "Save": None,
     "Dumper": None,
     "View": None,
     "MapRemote": "map_remote",
+    "StickyAuth": "stickyauth",  # fills in an Authorization the client left out
+    "StickyCookie": "stickycookie",  # rewrites Cookie, which a sigv4 signature covers
     "ModifyBody": "modify_body",  # a changed body breaks a sigv4 signature
     "Intercept": "intercept",  # a person may edit the flow in mitmweb or the console
 }
@@ -68,9 +72,13 @@ def needed(chain: Iterable[Any], me: object, options: Any) -> bool:
 
 
 def _may_change_requests(addon: Any, options: Any) -> bool:
+    cls = type(addon)
+    if cls.__name__ == "Script" and cls.__module__ == "mitmproxy.addons.script":
+        # A script after authgw, loaded or not: mitmproxy (re)loads scripts in a task of
+        # their own and tells authgw nothing, so whatever its file holds later counts now.
+        return True
     if not callable(getattr(addon, "request", None)):
         return False
-    cls = type(addon)
     if not cls.__module__.startswith("mitmproxy."):
         return True  # a script's or another tool's addon: it may do anything
     if cls.__name__ not in _MITMPROXY_REQUEST_HOOKS:

@@ -11,11 +11,13 @@ route names. Each test checks what the upstream received, not only what the clie
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,6 +289,14 @@ def test_http2_authority_naming_another_host_is_421(lab: Lab) -> None:
     lab.assert_untouched("tls")
 
 
+def test_http2_path_holding_an_absolute_url_is_421(lab: Lab) -> None:
+    # mitmproxy would send such a :path upstream as an absolute-form request-target.
+    url = f"https://localhost:{lab.up['tls'].port}/h2"
+    status, body = curl_h2(lab, "--request-target", "http://tenant-b.example/x", url)
+    assert status == 421 and "host does not match the route" in body
+    lab.assert_untouched("tls")
+
+
 def test_http2_and_grpc_style_posts_carry_the_token_to_the_routed_host(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -471,3 +481,35 @@ def test_a_request_map_remote_sends_elsewhere_after_the_token_is_chosen_is_421(
     assert_421(proxy_request(gateway.port, "GET", f"{api.url}/moved"))
     lab.assert_untouched("api", "unrouted")
     assert proxy_request(gateway.port, "GET", f"{api.url}/stays").status == 200
+
+
+LATE_MOVER = """\
+def request(flow):
+    if flow.request.path.startswith("/move"):
+        flow.request.port = {port}
+"""
+
+
+def test_a_script_reloaded_after_authgw_that_moves_a_request_gets_421(
+    lab: Lab, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    # mitmproxy reloads a changed script in a task of its own and tells no other addon:
+    # a script after authgw that had no hook at start may re-target requests later.
+    api, unrouted = lab.up["api"], lab.up["unrouted"]
+    later = tmp_path / "later.py"
+    later.write_text("# no hooks yet\n")
+    gateway = gateway_factory(
+        routes_config(lab.up),
+        env={"ATTACK_STATIC": STATIC, "ATTACK_VERIFY": VERIFY_SECRET},
+        extra_args=["-s", str(later)],
+    )
+    assert proxy_request(gateway.port, "GET", f"{api.url}/move").status == 200
+    later.write_text(LATE_MOVER.format(port=unrouted.port))
+    stat = later.stat()
+    os.utime(later, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    deadline = time.monotonic() + 10
+    while sum("Loading script" in line and "later.py" in line for line in gateway.lines) < 2:
+        assert time.monotonic() < deadline, gateway.output
+        time.sleep(0.05)
+    assert_421(proxy_request(gateway.port, "GET", f"{api.url}/move"))
+    lab.assert_untouched("unrouted")

@@ -101,7 +101,7 @@ class AuthGateway:
     def configure(self, updated: set[str]) -> None:
         self._arrange_last_word()  # options such as map_remote, and scripts, change it
         if "stream_large_bodies" in updated:
-            self.decider.streaming = bool(getattr(ctx.options, "stream_large_bodies", None))
+            self.decider.apply.streaming = bool(getattr(ctx.options, "stream_large_bodies", None))
         if not updated & set(OPTIONS):
             return
         o = ctx.options

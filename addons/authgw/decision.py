@@ -15,22 +15,21 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mitmproxy import http
-from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw import annotate, plan, routing
+from authgw.apply import Apply
 from authgw.binding import foreign_name, routed_by, target
 from authgw.cache import CacheKey, Fetcher
 from authgw.config import Route
 from authgw.flowstate import FlowState
 from authgw.headers import rewrite_headers
 from authgw.kinds import kind_of
-from authgw.logs import WarnEveryMinute, internal_error
-from authgw.metrics import NO_ROUTE, Metrics
-from authgw.redaction import mask
+from authgw.logs import WarnEveryMinute
+from authgw.metrics import Metrics
 from authgw.runtime import Runtime
-from authgw.steps import HOST_MISMATCH, NO_ROUTE_FOR_HOST, Answer, Later, answer
+from authgw.steps import HOST_MISMATCH, NO_ROUTE_FOR_HOST, Answer, Later
 from authgw.templates import MissingClaimInput
-from authgw.tokens import InsecureUpstream, MissingSecret, Token, TokenUnavailable, split_prefix
+from authgw.tokens import MissingSecret, Token, split_prefix
 from authgw.verify import Verdict, VerifyError
 
 logger = logging.getLogger(__name__)
@@ -41,10 +40,10 @@ class Decider:
 
     def __init__(self, metrics: Metrics, *, clock: Callable[[], float]) -> None:
         self.metrics = metrics
-        self.streaming = False  # mitmproxy's stream_large_bodies is set
         self._clock = clock
         self._warned_optional: set[str] = set()
         self._warn_limited = WarnEveryMinute(logger)
+        self.apply = Apply(metrics, clock=clock, warn=self._warn_limited)
 
     def decide(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, count: bool = True
@@ -53,13 +52,13 @@ class Decider:
         try:
             step = self._now(rt, flow, state)
         except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
-            self._failed(rt, flow, state, e)
+            self.apply.failed(rt, flow, state, e)
             step = None
         if isinstance(step, Later):
             return self._later(rt, flow, state, step, count)
         if step is not None:
-            self.answer(flow, state, step)
-        self._decided(flow, state, count)
+            self.apply.answer(flow, state, step)
+        self.apply.decided(flow, state, count)
         return None
 
     def _now(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> Answer | Later | None:
@@ -98,13 +97,13 @@ class Decider:
         except MissingSecret as e:
             step = None
             if not self._optional_missing(later.route, e):
-                self._failed(rt, flow, state, e)
+                self.apply.failed(rt, flow, state, e)
         except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
             step = None
-            self._failed(rt, flow, state, e)
+            self.apply.failed(rt, flow, state, e)
         if step is not None:
-            self.answer(flow, state, step)
-        self._decided(flow, state, count)
+            self.apply.answer(flow, state, step)
+        self.apply.decided(flow, state, count)
 
     async def _wait(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, later: Later
@@ -136,14 +135,6 @@ class Decider:
             state.record.token_ms = (time.perf_counter() - started) * 1000
         self._inject(rt, flow.request, state, route, plan[0], token)
         return None
-
-    def answer(self, flow: http.HTTPFlow, state: FlowState, step: Answer) -> None:
-        """Carry out an ``Answer``: the flow's response, its record's action and class."""
-        state.record.action, state.record.error_class = step.action, step.error_class
-        headers = dict(step.headers)
-        if step.error_class:
-            headers["X-Authgw-Error"] = step.error_class
-        answer(flow, step.status, step.body, headers)
 
     def _route(self, rt: Runtime, req: http.Request, state: FlowState) -> Route | Answer | None:
         """The route for the request's (re-targeted) host, 400/403, or None (forward)."""
@@ -183,7 +174,7 @@ class Decider:
         req = flow.request
         plan.check_scheme(route, req.scheme, req.host)
         signer = plan.signer(rt.sources, route.name)
-        return signing.prepare(signer, flow, state, streaming=self.streaming)
+        return signing.prepare(signer, flow, state, streaming=self.apply.streaming)
 
     def last_word(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> None:
         """After every other addon's ``request`` hook that may change a request (see
@@ -210,13 +201,13 @@ class Decider:
                 else:
                     moved = self._bind(route, flow)
             if moved is not None:
-                self.answer(flow, state, moved)
+                self.apply.answer(flow, state, moved)
             elif state.sigv4 is not None and not state.signed:
                 from authgw import signing
 
                 signing.sign(plan.signer(rt.sources, route.name), flow, state, body_known=True)
         except Exception as e:  # noqa: BLE001 - fail closed: nothing unchecked goes out
-            self._failed(rt, flow, state, e)
+            self.apply.failed(rt, flow, state, e)
         if flow.response is not None:
             state.sigv4 = None
             annotate.decided(flow, state.record)
@@ -307,71 +298,3 @@ class Decider:
             f"token rejected ({verdict.reason}): {verdict.detail}",
             headers=(("WWW-Authenticate", challenge),),
         )
-
-    def _failed(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, e: Exception) -> None:
-        """Answer 502 for an error: ``TokenUnavailable``'s class, else ``internal``."""
-        if not isinstance(e, TokenUnavailable):
-            internal_error(
-                logger,
-                "authgw: internal error on %s (%s); answered 502",
-                state.record.route or "request",
-                type(e).__name__,
-            )
-            e = TokenUnavailable("internal", type(e).__name__)
-        record = state.record
-        record.action = "token_unavailable"
-        record.error_class = e.error_class
-        route = record.route or NO_ROUTE
-        if not isinstance(e, InsecureUpstream):  # the request's fault, not the route's
-            rt.last_errors[route] = {
-                "error_class": e.error_class,
-                "message": str(e),
-                "at": self._clock(),
-            }
-        self._warn_limited(
-            (route, e.error_class),
-            "authgw: route %s: token unavailable (%s): %s; answering 502",
-            route,
-            e.error_class,
-            e,
-        )
-        answer(
-            flow,
-            502,
-            f"token unavailable (route {route}: {e.error_class})",
-            {"X-Authgw-Error": e.error_class},
-        )
-
-    def _decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
-        if state.route is not None and state.token is None and flow.response is None:
-            mask(flow.request.headers, state.route)  # a token we injected is masked already
-        if flow.response is None:
-            state.routed_by = routed_by(flow)
-        annotate.decided(flow, state.record)
-        if count:
-            self.metrics.child(
-                self.metrics.requests, state.record.route or NO_ROUTE, state.record.action
-            ).inc()
-        if flow.response is not None:
-            if self._can_answer(flow):
-                flow.request.stream = False  # answered here: the body is read and dropped
-            else:
-                logger.info(
-                    "authgw: closing the connection instead of answering %d: mitmproxy cannot "
-                    "answer a request whose body it streams (stream_large_bodies)",
-                    flow.response.status_code,
-                )
-                flow.response = None
-                flow.kill()  # type: ignore[no-untyped-call]
-
-    def _can_answer(self, flow: http.HTTPFlow) -> bool:
-        """False where mitmproxy streams the request body: it cannot answer such a request."""
-        if not self.streaming:
-            return True
-        if flow.request.stream:
-            return False
-        try:
-            size = expected_http_body_size(flow.request)
-        except ValueError:
-            return False
-        return size is not None and size >= 0

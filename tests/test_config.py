@@ -273,3 +273,10 @@ def test_a_config_error_never_quotes_a_value(text: str) -> None:
     assert LEAKY not in message
     assert "s3cr3t" not in message
     assert "gateway.yaml" in message
+
+
+@pytest.mark.parametrize("text", ["-_", "._", "a: -_", "a: ._"])
+def test_scalars_the_yaml_reader_fails_on_are_config_errors(text: str) -> None:
+    # ruamel.yaml 0.19 raises IndexError/ValueError on these (hypothesis found them).
+    with pytest.raises(ConfigError):
+        config.parse(text)

@@ -46,6 +46,10 @@ def parse(text: str, *, file: str = "<config>", base_dir: Path = Path(".")) -> C
         raise ConfigError(
             "", "not valid YAML: a mapping or list used as a key", file=file
         ) from None
+    except (ValueError, IndexError):  # ruamel 0.19 on some scalars ("-_", "._")
+        raise ConfigError(
+            "", "not valid YAML: a value the YAML reader fails on", file=file
+        ) from None
     return _document(FieldReader(file, base_dir), data)
 
 

@@ -50,19 +50,11 @@ from benches.common import (
     mitmdump,
     upstream,
 )
+from benches.sigv4 import AWS as SIGV4_AWS
 from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
 
 PEERS = Path(__file__).parent / "peers"
-AWS = {
-    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK00000",
-    "AWS_SECRET_ACCESS_KEY": "bench-secret-access-key-0123456789abcdef",
-    "AWS_SESSION_TOKEN": "bench-session-token",
-    "AWS_REGION": "eu-west-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": "/nonexistent/authgw-bench",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/authgw-bench",
-    "BENCH_SECRET": SECRET,
-}
+AWS = {**SIGV4_AWS, "BENCH_SECRET": SECRET}  # the sigv4 peers sign with these
 _WRK_REQUESTS = re.compile(r"(\d+) requests in")
 
 

@@ -104,21 +104,28 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def gateway_config(port: int) -> str:
-    return textwrap.dedent(f"""\
+def gateway_config(port: int, *, hmac_only: bool = False) -> str:
+    """The bench's routes to the upstream on `port`: an hmac route on 127.0.0.1, and
+    (unless `hmac_only`, which keeps boto3 out of the gateway) a static and an sts one."""
+    hmac = textwrap.dedent(f"""\
         version: 1
         routes:
           - name: hmac
             hosts: ["127.0.0.1:{port}"]
             token: {{type: hmac, secret: {{env: BENCH_SECRET}}, claims: {{stackmon: dummy}},
                      lifetime: 3600}}
-          - name: static
-            hosts: ["static.bench:{port}"]
-            token: {{type: static, value: {{env: BENCH_STATIC}}}}
-          - name: sts
-            hosts: ["sts.bench:{port}"]
-            token: {{type: sts, audience: dynamic}}
         """)
+    if hmac_only:
+        return hmac
+    others = textwrap.dedent(f"""\
+        - name: static
+          hosts: ["static.bench:{port}"]
+          token: {{type: static, value: {{env: BENCH_STATIC}}}}
+        - name: sts
+          hosts: ["sts.bench:{port}"]
+          token: {{type: sts, audience: dynamic}}
+        """)
+    return hmac + textwrap.indent(others, "  ")
 
 
 def mitmdump(args: Sequence[str], env: dict[str, str], cwd: str) -> Mitmdump:

@@ -47,6 +47,7 @@ from benches.common import (
     cpu_seconds,
     drive,
     gateway_args,
+    gateway_config,
     mitmdump,
     upstream,
 )
@@ -56,17 +57,6 @@ from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
 PEERS = Path(__file__).parent / "peers"
 AWS = {**SIGV4_AWS, "BENCH_SECRET": SECRET}  # the sigv4 peers sign with these
 _WRK_REQUESTS = re.compile(r"(\d+) requests in")
-
-
-def _config(port: int) -> str:
-    return textwrap.dedent(f"""\
-        version: 1
-        routes:
-          - name: hmac
-            hosts: ["127.0.0.1:{port}"]
-            token: {{type: hmac, secret: {{env: BENCH_SECRET}}, claims: {{stackmon: dummy}},
-                     lifetime: 3600}}
-        """)
 
 
 def _sigv4_config(port: int) -> str:
@@ -171,7 +161,7 @@ def _counted(
 def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 1000) -> list[Row]:
     with upstream() as port, tempfile.TemporaryDirectory() as tmp:
         config, sigv4 = Path(tmp) / "gateway.yaml", Path(tmp) / "sigv4.yaml"
-        config.write_text(_config(port))
+        config.write_text(gateway_config(port, hmac_only=True))
         sigv4.write_text(_sigv4_config(port))
         reverse = ["--mode", f"reverse:http://127.0.0.1:{port}"]
         variants: dict[str, list[str]] = {

@@ -3,7 +3,9 @@ type is configured, what it builds, which audience its tokens carry and what red
 must know about it. The config parser, the sources, the decision, redaction and the CLI
 ask ``kind_of(token)`` instead of switching on the type.
 
-    KINDS = {name: Kind}        the registry: adding a type is its module and one line here
+    kinds() / KINDS             the registry, {name: Kind}; a new type is its module, one
+                                line in ``_registry`` and its config dataclass in
+                                ``config/schema.py`` (docs/design.md, "How to add a token type")
     Kind                        what a type says; every method has the common default
 
 A kind module imports nothing heavy (boto3, tornado's client): its ``build`` imports the

@@ -64,3 +64,13 @@ def test_the_consoles_escaped_view_shows_the_placeholder_too() -> None:
     value = next(v for k, v in f.request.headers.fields if k == b"Authorization")  # type: ignore[attr-defined]
     assert bytes_to_escaped_str(value) == SHOWN
     assert TOKEN.value.encode() in b": ".join([b"Authorization", value])  # the wire's join
+
+
+def test_a_masked_value_shows_the_placeholder_however_another_addon_prints_it() -> None:
+    from authgw.redaction import Masked
+
+    value = Masked(b"Bearer sekrit-token", "Bearer <authgw redacted sha256:0123456789ab>")
+    shown = [str(value), f"{value}", "%s" % value, format(value), f"{value!r}", "%r" % value]
+    assert all("sekrit" not in s and "authgw redacted" in s for s in shown), shown
+    assert f"{value:>60}".strip() == str(value)
+    assert bytes(value) == b"Bearer sekrit-token"  # the wire keeps the token

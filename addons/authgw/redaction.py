@@ -45,6 +45,14 @@ class Masked(bytes):
     def __repr__(self) -> str:
         return repr(self.shown.encode())
 
+    # str() of bytes is their repr, in C: without these, str(v), f"{v}", "%s" % v and
+    # format(v) in another addon would show the token.
+    def __str__(self) -> str:
+        return repr(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(repr(self), spec)
+
 
 def redacted(value: str, prefix: str) -> str:
     """``Bearer <authgw redacted sha256:...>`` for ``Bearer <token>``."""

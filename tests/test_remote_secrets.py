@@ -165,3 +165,26 @@ def test_401s_reread_at_most_once_per_few_seconds(tmp_path: Path) -> None:
         secret.refresh_soon()
         secret.wait(5)
     assert len(calls) == 2  # the first read, and one re-read for ten 401s
+
+
+def test_a_closed_secret_starts_no_read_and_arms_no_timer(tmp_path: Path) -> None:
+    clock, kept, reads = FakeClock(0), tmp_path / "kept", tmp_path / "reads"
+    kept.write_text(SECRET + "\n")
+    ref = SecretRef(kind="cmd", name=f"echo x >> {reads}; cat {kept}", refresh=60)
+    secret = remote(ref, clock)
+    assert secret.read() == SECRET.encode() and secret.wait(10)
+    secret.close()
+    clock.advance(3600)  # long due: an open secret would start a read here
+    assert secret.read() == SECRET.encode()  # the last value, and no read started for it
+    assert secret.wait(0)
+    assert reads.read_text().count("x") == 1
+
+
+def test_a_closed_store_closes_its_secrets_and_reads_afresh_after() -> None:
+    store = SecretStore()
+    ref = SecretRef(kind="cmd", name=f"echo {SECRET}", refresh=60)
+    secret = store.reader(ref)
+    assert isinstance(secret, RemoteSecret) and secret.wait(10)
+    store.close()
+    assert secret._closed  # what close() promises
+    assert store.reader(ref) is not secret

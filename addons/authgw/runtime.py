@@ -288,3 +288,4 @@ class RuntimeManager:
         if self.current is not None and self.current.flowlog is not None:
             self.current.flowlog.close()
         self.current = None
+        self.secrets.close()  # no secret is read, or logs, after the runtime is gone

@@ -107,6 +107,7 @@ class RemoteSecret:
         self._running: threading.Event | None = None
         self._timer: threading.Timer | None = None
         self._asked_at = float("-inf")  # the last refresh_soon that started a read
+        self._closed = False
 
     def start(self, wait: float) -> None:
         """Start the first read and wait up to ``wait`` seconds for it."""
@@ -159,8 +160,19 @@ class RemoteSecret:
             age = None if self._read_at is None else round(self._wall() - self._read_at, 1)
             return {"value_age": age, "last_error": self._error, "refresh": self.ref.refresh}
 
+    def close(self) -> None:
+        """Start no read and arm no timer from now on; a read under way ends silently.
+        (Its owner's runtime is gone: nothing may log through a closed event loop.)"""
+        with self._lock:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
     def _refresh_now(self) -> threading.Event | None:
         with self._lock:
+            if self._closed:
+                return None
             if self._running is not None:
                 return self._running
             self._running = threading.Event()
@@ -199,6 +211,10 @@ class RemoteSecret:
                 changed = False
             had_value = self._value is not None
             self._running = None
+            closed = self._closed
+        if closed:
+            running.set()
+            return
         if value is not None and changed:
             logger.info("authgw: %s changed (now %s)", self.ref.describe(), self._fingerprint)
         elif value is None and had_value:
@@ -216,6 +232,8 @@ class RemoteSecret:
         timer = threading.Timer(delay, self._refresh_now)
         timer.daemon = True
         with self._lock:
+            if self._closed:
+                return
             previous, self._timer = self._timer, timer
         if previous is not None:
             previous.cancel()
@@ -243,3 +261,10 @@ class SecretStore:
             secret = self._remote[ref] = RemoteSecret(ref, fetcher(ref))
         secret.start(ref.timeout + 1 if self._wait is None else self._wait)
         return secret
+
+    def close(self) -> None:
+        """Close every secret read so far (``RemoteSecret.close``) and forget them."""
+        with self._lock:
+            secrets, self._remote = list(self._remote.values()), {}
+        for secret in secrets:
+            secret.close()

@@ -80,8 +80,8 @@ class Apply:
     def decided(self, flow: http.HTTPFlow, state: FlowState, count: bool) -> None:
         if state.route is not None and state.token is None and flow.response is None:
             mask(flow.request.headers, state.route)  # a token we injected is masked already
-        if flow.response is None:
-            state.routed_by = routed_by(flow)
+        if flow.response is None and (state.token is not None or state.sigv4 is not None):
+            state.routed_by = routed_by(flow)  # what the last word compares; nothing else
         annotate.decided(flow, state.record)
         if count:
             self.metrics.child(

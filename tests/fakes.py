@@ -28,6 +28,7 @@ class FakeSource:
     """A token source that hands out numbered tokens, or the errors queued for it."""
 
     kind = "fake"
+    generation = 0
 
     def __init__(self, clock: FakeClock, lifetime: float | None = 300.0) -> None:
         self.clock = clock

@@ -342,6 +342,7 @@ def test_optional_secret_missing_forwards_without_token(
 
 class ExplodingSource:
     kind = "hmac"
+    generation = 0
 
     def check(self) -> None:
         pass

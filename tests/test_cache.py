@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -9,7 +10,7 @@ import pytest
 
 from authgw.cache import CacheKey, TokenCache
 from authgw.config import CacheSettings
-from authgw.tokens import Token, TokenUnavailable
+from authgw.tokens import MissingSecret, Token, TokenUnavailable
 from tests.fakes import FakeClock, FakeSource
 
 KEY = CacheKey("route", ("aud",))
@@ -404,3 +405,120 @@ def test_the_margin_is_half_the_life_the_token_states() -> None:
     run(scenario())
     start = calls[0]
     assert [c - start for c in calls] == [0, 10]
+
+
+def test_a_remembered_failure_holds_no_traceback_and_no_request() -> None:
+    """Re-raising one stored error object grew its traceback by every request's frames
+    (and kept each request's locals alive): 124 MB of bodies under a failing source."""
+    clock = FakeClock()
+    cache, source, _ = make(clock, error_backoff=600)
+
+    class Body:
+        alive = 0
+
+        def __init__(self) -> None:
+            Body.alive += 1
+
+        def __del__(self) -> None:
+            Body.alive -= 1
+
+    async def request() -> TokenUnavailable:
+        body = Body()  # a request's local: a traceback through this frame would keep it
+        try:
+            await get(cache, source)
+        except TokenUnavailable as e:
+            assert body is not None
+            return e
+        raise AssertionError("no error")
+
+    async def scenario() -> list[TokenUnavailable]:
+        source.errors.append(TokenUnavailable("transport", "down"))
+        return [await request() for _ in range(20)]
+
+    errors = run(scenario())
+    assert source.calls == 1
+    assert len({id(e) for e in errors}) == 20  # a fresh error for every request
+    assert all(e.error_class == "transport" and str(e) == "down" for e in errors)
+    del errors
+    gc.collect()
+    # The first request met the fetch's own error (its traceback ends in that request);
+    # none of the 19 that met the remembered one is kept.
+    assert Body.alive <= 1
+    failure = next(iter(cache._failures.values()))
+    assert failure.error().__traceback__ is None and failure.error().__cause__ is None
+
+
+def test_a_remembered_failure_keeps_its_type() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, error_backoff=600)
+
+    async def twice() -> list[BaseException]:
+        source.errors.append(MissingSecret("env var X is not set or empty"))
+        results = []
+        for _ in range(2):
+            try:
+                await get(cache, source)
+            except TokenUnavailable as e:
+                results.append(e)
+        return results
+
+    first, second = run(twice())
+    assert type(second) is MissingSecret and second.error_class == "missing_secret"
+    assert str(second) == str(first) and source.calls == 1
+
+
+def test_a_fetch_for_a_dropped_generation_answers_its_waiters_but_is_not_kept() -> None:
+    """A reload changed the route while its fetch ran: the new settings never get it."""
+    clock = FakeClock()
+    cache, source, _ = make(clock)
+    old, new = KEY._replace(generation=1), KEY._replace(generation=2)
+
+    async def scenario() -> tuple[Token, Token]:
+        cache.live({"route": 1})
+        source.gate = asyncio.Event()
+        waiter = asyncio.ensure_future(get(cache, source, old))
+        await asyncio.sleep(0)
+        cache.live({"route": 2})  # the reload swaps in generation 2 while the fetch runs
+        source.gate.set()
+        served_old = await waiter
+        assert len(cache) == 0
+        return served_old, await get(cache, source, new)
+
+    served_old, served_new = run(scenario())
+    assert served_old.value == "token-1" and served_new.value == "token-2"
+    assert [k.generation for k, _ in cache.items()] == [2]
+
+
+def test_live_drops_tokens_and_failures_of_other_generations() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock, error_backoff=600)
+    kept, dropped = KEY._replace(generation=1), CacheKey("gone", ("aud",), None, 1)
+
+    async def scenario() -> None:
+        await get(cache, source, kept)
+        await get(cache, source, dropped)
+        source.errors.append(TokenUnavailable("transport", "down"))
+        with pytest.raises(TokenUnavailable):
+            await get(cache, source, KEY._replace(audience=("other",), generation=1))
+
+    run(scenario())
+    cache.live({"route": 1})
+    assert [k for k, _ in cache.items()] == [kept] and len(cache.failures()) == 1
+    cache.live({"route": 2})
+    assert len(cache) == 0 and cache.failures() == {}
+
+
+def test_close_cancels_every_fetch_under_way() -> None:
+    clock = FakeClock()
+    cache, source, _ = make(clock)
+
+    async def scenario() -> BaseException | Token:
+        source.gate = asyncio.Event()  # never set: the fetch would wait forever
+        waiter = asyncio.ensure_future(get(cache, source))
+        await asyncio.sleep(0)
+        cache.close()
+        result = (await asyncio.gather(waiter, return_exceptions=True))[0]
+        assert not cache._background
+        return result
+
+    assert isinstance(run(scenario()), asyncio.CancelledError)

@@ -14,7 +14,11 @@ The rules a caller may rely on, all per cache key:
   tokens already near expiry is not asked on every request;
 - a failed fetch is remembered for a growing interval (``error_backoff / 8``,
   doubling, capped at ``error_backoff``); in that window a miss fails at once with
-  the remembered error instead of asking the source again.
+  the remembered error instead of asking the source again. What is remembered is the
+  error's class and message: never a traceback, and so never a request's frames;
+- a key holds the generation of its route's settings; once the owner says which
+  generations are live (``live``), a fetch that ends for another generation (a reload
+  changed or dropped the route while it ran) answers its waiters but is not kept.
 
 Like botocore's RefreshableCredentials, the advisory margin (``refresh_ahead``)
 refreshes in the background and the mandatory one (``min_ttl``) blocks. All times
@@ -36,7 +40,7 @@ from cachetools import LRUCache, TLRUCache
 
 from authgw.config import CacheSettings
 from authgw.logs import internal_error
-from authgw.tokens import Token, TokenUnavailable
+from authgw.tokens import Token, TokenUnavailable, remade
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +52,16 @@ REFRESH_GUARD = 5.0  # seconds: a token younger than this is never refreshed ahe
 class CacheKey(NamedTuple):
     """The route plus everything that changes the token.
 
-    ``params`` holds source settings and secret fingerprints, never a secret. A tuple:
-    it is made and hashed on every request, which a frozen dataclass does in Python.
+    ``params`` holds source settings and secret fingerprints, never a secret;
+    ``generation`` is the route's settings' generation (its source's: a reload that
+    changes the route builds a new source). A tuple: it is made and hashed on every
+    request, which a frozen dataclass does in Python.
     """
 
     route: str
     audience: tuple[str, ...] = ()
     params: Hashable = None
+    generation: int = 0
 
 
 class CacheObserver(Protocol):
@@ -82,9 +89,16 @@ class _NoObserver:
 
 @dataclass(frozen=True)
 class _Failure:
-    error: TokenUnavailable
+    """A remembered failure: the error's type, class and message, nothing it referred to."""
+
+    kind: type[TokenUnavailable]
+    error_class: str
+    message: str
     count: int
     until: float
+
+    def error(self) -> TokenUnavailable:
+        return remade(self.kind, self.error_class, self.message)
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,7 @@ class TokenCache:
         self._failures: LRUCache[CacheKey, _Failure] = LRUCache(settings.max_entries)
         self._background: set[asyncio.Task[Token]] = set()
         self._warned_short: set[str] = set()
+        self._live: dict[str, int] | None = None  # route -> generation; None: keep all
 
     def _ttu(self, key: CacheKey, entry: _Entry, now: float) -> float:
         expires_at = entry.token.expires_at
@@ -185,7 +200,7 @@ class TokenCache:
         if task is None:
             failure = self._backing_off(key)
             if failure is not None:
-                raise failure.error
+                raise failure.error()
             task = self._start_fetch(key, fetch)
         # shield: a waiter's cancellation must not cancel the fetch the others wait on.
         return await asyncio.shield(task)
@@ -270,7 +285,8 @@ class TokenCache:
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
         self._failures.pop(key, None)
-        self._tokens[key] = self._entry(key, token, started)
+        if self._live is None or self._live.get(key.route) == key.generation:
+            self._tokens[key] = self._entry(key, token, started)
         self._observer.fetched(key, None, self._clock() - started)
         return token
 
@@ -282,7 +298,9 @@ class TokenCache:
         previous = self._failures.get(key)
         count = previous.count + 1 if previous is not None else 1
         interval = min(backoff, backoff / 8 * float(2 ** min(count - 1, 16)))
-        self._failures[key] = _Failure(error, count, self._clock() + interval)
+        self._failures[key] = _Failure(
+            type(error), error.error_class, str(error), count, self._clock() + interval
+        )
         return interval
 
     # -- inspection and invalidation ------------------------------------------
@@ -290,6 +308,15 @@ class TokenCache:
     def drop(self, key: CacheKey) -> bool:
         """Forget the token for ``key`` (e.g. the upstream rejected it)."""
         return self._tokens.pop(key, None) is not None
+
+    def live(self, generations: dict[str, int]) -> None:
+        """The routes and their settings' generations from now on: a token or failure of
+        any other is dropped, and a fetch still running for one is not kept."""
+        self._live = dict(generations)
+        for store in (self._tokens, self._failures):
+            stale = [k for k in list(store.keys()) if generations.get(k.route) != k.generation]
+            for k in stale:
+                store.pop(k, None)
 
     def drop_route(self, route: str) -> int:
         keys = [k for k in list(self._tokens.keys()) if k.route == route]
@@ -319,8 +346,8 @@ class TokenCache:
         now = self._clock()
         return {
             k: {
-                "error_class": f.error.error_class,
-                "message": str(f.error),
+                "error_class": f.error_class,
+                "message": f.message,
                 "retry_in": round(f.until - now, 3),
                 "count": f.count,
             }
@@ -328,9 +355,14 @@ class TokenCache:
             if now < f.until
         }
 
-    async def aclose(self) -> None:
-        """Cancel background fetches (at shutdown)."""
+    def close(self) -> None:
+        """Cancel every fetch under way (the gateway stops or drops its config)."""
         for task in list(self._background):
             task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """``close``, and wait for the fetches to end."""
+        pending = list(self._background)
+        self.close()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

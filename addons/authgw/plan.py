@@ -88,11 +88,13 @@ def key_and_fetcher(
     token_source = cast(TokenSource, source)
     params = token_source.cache_params()
     if rendered is None:
-        return CacheKey(route.name, audience, params), partial(token_source.fetch, audience)
+        return CacheKey(route.name, audience, params, token_source.generation), partial(
+            token_source.fetch, audience
+        )
     if not isinstance(token_source, HmacSource):  # the config allows templates on hmac only
         raise TypeError(f"a claim template on a {source.kind} source")
     claims, text = rendered
-    return CacheKey(route.name, audience, (params, text)), partial(
+    return CacheKey(route.name, audience, (params, text), token_source.generation), partial(
         token_source.fetch, audience, claims
     )
 

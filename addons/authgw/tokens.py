@@ -147,6 +147,15 @@ class TokenUnavailable(AuthgwError):
         self.error_class = error_class
 
 
+def remade(kind: type[TokenUnavailable], error_class: str, message: str) -> TokenUnavailable:
+    """A new error of ``kind`` with no traceback, cause or context: a remembered failure
+    is raised as a fresh one each time (re-raising one object grows its traceback by
+    each request's frames, and keeps them alive)."""
+    error = kind.__new__(kind)
+    TokenUnavailable.__init__(error, error_class, message)
+    return error
+
+
 class MissingSecret(TokenUnavailable):
     """The secret's env var is unset or empty, or its file is missing or empty."""
 

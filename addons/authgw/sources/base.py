@@ -8,6 +8,7 @@ when it changes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable, Hashable
@@ -19,11 +20,21 @@ from authgw.tokens import MissingSecret, Token, fingerprint
 
 Clock = Callable[[], float]
 
+_generations = itertools.count(1)
+
+
+def next_generation() -> int:
+    """A number no source built before has: a source's generation goes into its cache
+    keys, so a token made under settings a reload replaced is never served under the new
+    ones (``TokenCache.live``)."""
+    return next(_generations)
+
 
 class TokenSource(Protocol):
     """What the cache and the addon need of a source."""
 
     kind: str
+    generation: int  # next_generation() when built
 
     def check(self) -> None:
         """Raise if the source cannot work at all (``MissingSecret``, botocore errors)."""
@@ -62,6 +73,7 @@ class SecretBacked:
     ) -> None:
         self.route = route
         self.config = config
+        self.generation = next_generation()
         self._clock = clock
         self.secret: SecretLike = reader or SecretReader(secret)
 
@@ -81,6 +93,9 @@ class SecretLike(Protocol):
     so the last four are no-ops) or ``remote.RemoteSecret`` (re-read in the background)."""
 
     ref: SecretRef
+
+    def snapshot(self) -> tuple[bytes, str]:
+        """The value and its fingerprint, read as one."""
 
     def read(self) -> bytes: ...
     def fingerprint(self) -> str: ...
@@ -113,21 +128,25 @@ class SecretReader:
         self._next_check = float("-inf")
         self._stat: tuple[int, int, int] | None = None
         self._value: bytes | None = None
-        self._fingerprint: str | None = None
+        self._current: tuple[bytes, str] | None = None  # (value, fingerprint), made once
 
-    def read(self) -> bytes:
-        """The secret's bytes, or ``MissingSecret`` naming the env var or file."""
+    def snapshot(self) -> tuple[bytes, str]:
+        """The secret's bytes and fingerprint, or ``MissingSecret`` naming the env var or
+        file."""
         assert not self.ref.remote, "remote secrets are read by sources.remote.RemoteSecret"
         value = self._load()
         if not value:
             raise MissingSecret(self._missing_reason())
-        return value
+        current = self._current
+        if current is None or current[0] is not value:
+            current = self._current = (value, fingerprint(value))
+        return current
+
+    def read(self) -> bytes:
+        return self.snapshot()[0]
 
     def fingerprint(self) -> str:
-        value = self.read()
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint(value)
-        return self._fingerprint
+        return self.snapshot()[1]
 
     def fingerprint_or_none(self) -> str | None:
         try:
@@ -147,8 +166,7 @@ class SecretReader:
     def _set(self, value: bytes | None) -> bytes | None:
         if value != self._value:
             self._value = value
-            self._fingerprint = None
-        return value
+        return self._value
 
     def _load(self) -> bytes | None:
         ref = self.ref

@@ -57,8 +57,7 @@ class HmacSource(SecretBacked):
         """Sign a token now (synchronous: HMAC signing takes microseconds). ``rendered``:
         the route's claim template filled in for one request, instead of its claims."""
         cfg = self.config
-        secret = self.secret.read()
-        fp = self.secret.fingerprint()
+        secret, fp = self.secret.snapshot()  # one value: its kid is its signature's key
         now = int(self._clock())
         issued = now - cfg.backdate
         claims: dict[str, Any] = dict(cfg.claims if rendered is None else rendered)

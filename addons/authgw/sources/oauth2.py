@@ -27,7 +27,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.simple_httpclient import HTTPTimeoutError  # what the default client raises
 
 from authgw.config import OAuth2TokenConfig
-from authgw.sources.base import Clock, SecretLike, SecretReader, settled
+from authgw.sources.base import Clock, SecretLike, SecretReader, next_generation, settled
 from authgw.tokens import Token, TokenUnavailable, token_from_jwt
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class OAuth2Source:
         client_secret: SecretLike | None = None,
     ) -> None:
         self.route = route
+        self.generation = next_generation()
         self.config = config
         self._clock = clock
         self._default_ttl = default_ttl

@@ -99,8 +99,7 @@ class RemoteSecret:
         self._monotonic = monotonic
         self._wall = wall
         self._lock = threading.Lock()
-        self._value: bytes | None = None
-        self._fingerprint: str | None = None
+        self._current: tuple[bytes, str] | None = None  # (value, fingerprint): one snapshot
         self._read_at: float | None = None  # wall time of the last good read
         self._error: str | None = None
         self._due = float("-inf")
@@ -115,22 +114,23 @@ class RemoteSecret:
         if done is not None:
             done.wait(wait)
 
-    def read(self) -> bytes:
-        """The last good value; starts a re-read when one is due. ``MissingSecret`` until
-        a first read succeeded."""
+    def snapshot(self) -> tuple[bytes, str]:
+        """The last good value and its fingerprint, read as one (a re-read may swap them
+        at any moment); starts a re-read when one is due. ``MissingSecret`` until a first
+        read succeeded."""
         if self._monotonic() >= self._due:
             self._refresh_now()
-        value = self._value
-        if value is None:
+        current = self._current
+        if current is None:
             why = self._error or "not read yet"
             raise MissingSecret(f"{self.ref.describe()} has no value ({why})")
-        return value
+        return current
+
+    def read(self) -> bytes:
+        return self.snapshot()[0]
 
     def fingerprint(self) -> str:
-        self.read()
-        fp = self._fingerprint
-        assert fp is not None
-        return fp
+        return self.snapshot()[1]
 
     def fingerprint_or_none(self) -> str | None:
         try:
@@ -200,29 +200,31 @@ class RemoteSecret:
                 if value is not None
                 else min(self.ref.refresh, RETRY_AFTER_FAILURE)
             )
+            before = self._current
             if value is not None:
-                changed = self._value is not None and value != self._value
-                self._value, self._fingerprint = value, fingerprint(value)
+                changed = before is not None and value != before[0]
+                self._current = (value, fingerprint(value))
                 self._read_at, self._error = self._wall(), None
                 self._due = now + self.ref.refresh
             else:
                 self._error = error
                 self._due = now + min(self.ref.refresh, RETRY_AFTER_FAILURE)
                 changed = False
-            had_value = self._value is not None
+            current = self._current
             self._running = None
             closed = self._closed
         if closed:
             running.set()
             return
+        fp = None if current is None else current[1]
         if value is not None and changed:
-            logger.info("authgw: %s changed (now %s)", self.ref.describe(), self._fingerprint)
-        elif value is None and had_value:
+            logger.info("authgw: %s changed (now %s)", self.ref.describe(), fp)
+        elif value is None and current is not None:
             logger.warning(
                 "authgw: %s: re-read failed (%s); keeping the value read before (%s)",
                 self.ref.describe(),
                 error,
-                self._fingerprint,
+                fp,
             )
         elif value is None:
             logger.warning("authgw: %s: read failed (%s)", self.ref.describe(), error)

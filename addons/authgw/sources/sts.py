@@ -31,7 +31,7 @@ import botocore.exceptions
 
 from authgw import aws
 from authgw.config import StsTokenConfig
-from authgw.sources.base import Clock
+from authgw.sources.base import Clock, next_generation
 from authgw.tokens import MissingSecret, Token, TokenUnavailable, token_from_jwt
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ class StsSource:
     ) -> None:
         """``call`` replaces the boto3 client's ``get_web_identity_token`` (tests)."""
         self.route = route
+        self.generation = next_generation()
         self.config = config
         self._clock = clock
         self._call = call

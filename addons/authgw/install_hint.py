@@ -17,6 +17,8 @@ _DISTRIBUTIONS = {
     "prometheus_client": "prometheus-client",
     "boto3": "boto3",
     "botocore": "boto3",
+    "ruamel": "ruamel.yaml",
+    "tornado": "tornado",
 }
 
 

@@ -284,6 +284,7 @@ def check_hmac_token(
 # --------------------------------------------------------------------------- regular, http
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_plain_http_upstream_receives_a_verifiable_bearer_jwt(regular: Lab, algorithm: str) -> None:
     upstream = regular[algorithm.lower()]
@@ -374,6 +375,7 @@ def test_keep_as_moves_the_inbound_authorization_and_drops_a_forged_copy(regular
 # --------------------------------------------------------------------------- regular, https
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_https_is_intercepted_and_the_tls_upstream_receives_the_token(
     regular: Lab, host: str

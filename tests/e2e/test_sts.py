@@ -237,6 +237,7 @@ def _assert_token_unavailable(resp: Response, error_class: str, sts: Stack) -> N
 # --------------------------------------------------------------------------- 1. claims
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(
     ("route", "audience"),
     [

@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "html":
             return self._send(200, b"<html><body>Sign in</body></html>", "text/html")
         if mode == "error":
-            return self._json(400, {"error": "invalid_scope", "error_description": "no"})
+            return self._json(400, {"error": endpoint.error_code, "error_description": "no"})
         endpoint.issued += 1
         body: dict[str, Any] = {"token_type": "Bearer"}
         if mode != "no_token":
@@ -98,6 +98,7 @@ class TokenEndpoint:
     def __init__(self, client_id: str, client_secret: str, *, expires_in: int = 300) -> None:
         self.client_id, self.client_secret, self.expires_in = client_id, client_secret, expires_in
         self.mode = "ok"
+        self.error_code = "invalid_scope"  # what mode "error" answers
         self.calls: list[dict[str, Any]] = []
         self.issued = 0
         self.stopping = threading.Event()

@@ -63,3 +63,33 @@ def test_flow_log_appends_lines_and_stops_after_close(tmp_path: Path) -> None:
 def test_an_unwritable_path_raises_at_open(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         FlowLog(tmp_path / "missing-dir" / "flows.jsonl")
+
+
+@pytest.mark.parametrize("rotate", ["moved", "removed"])
+def test_the_flow_log_follows_rotation(tmp_path: Path, rotate: str) -> None:
+    """logrotate moves (or removes) the file: the next record goes to a new file at the
+    configured path, not into the moved one."""
+    path = tmp_path / "flows.jsonl"
+    log = FlowLog(path)
+    log.write('{"n":1}')
+    if rotate == "moved":
+        path.rename(tmp_path / "flows.jsonl.1")
+    else:
+        path.unlink()
+    log.write('{"n":2}')
+    log.write('{"n":3}')
+    log.close()
+    assert path.read_text() == '{"n":2}\n{"n":3}\n'
+    if rotate == "moved":
+        assert (tmp_path / "flows.jsonl.1").read_text() == '{"n":1}\n'
+
+
+def test_a_truncated_flow_log_is_written_on(tmp_path: Path) -> None:
+    """copytruncate keeps the file: records go on at its (new) end."""
+    path = tmp_path / "flows.jsonl"
+    log = FlowLog(path)
+    log.write('{"n":1}')
+    path.write_text("")
+    log.write('{"n":2}')
+    log.close()
+    assert path.read_text() == '{"n":2}\n'

@@ -153,6 +153,7 @@ def test_addon_metrics_status_and_commands(
 
             write_config(tmp_path, CONFIG.replace("lifetime: 600", "lifetime: 900"))
             tctx.command(addon.reload)
+            await addon.manager.idle()  # built off the event loop
             f = tflow.tflow(req=tutils.treq(host="h1.example", port=443, scheme=b"https"))
             await hook(addon.request(f))
             claims = jwt.decode(

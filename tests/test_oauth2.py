@@ -82,6 +82,25 @@ def test_bad_answers_are_error_classes(
     assert CLIENT_SECRET not in str(info.value)
 
 
+def test_an_unregistered_error_code_is_oauth2_error_and_never_repeated(
+    endpoint: TokenEndpoint,
+) -> None:
+    """An endpoint that invents a code per answer must not invent metric label values."""
+    endpoint.mode = "error"
+    classes = set()
+    for i in range(25):
+        endpoint.error_code = f"made_up_{i}"
+        with pytest.raises(TokenUnavailable) as info:
+            fetch(source(endpoint))
+        classes.add(info.value.error_class)
+        assert "made_up" not in str(info.value)
+    assert classes == {"oauth2_error"}
+    endpoint.error_code = "invalid_target"  # RFC 8707's: kept
+    with pytest.raises(TokenUnavailable) as info:
+        fetch(source(endpoint))
+    assert info.value.error_class == "invalid_target"
+
+
 def test_a_wrong_secret_is_invalid_client_and_never_shown(endpoint: TokenEndpoint) -> None:
     endpoint.client_secret = "something-else"
     with pytest.raises(TokenUnavailable) as info:

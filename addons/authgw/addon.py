@@ -189,11 +189,14 @@ class AuthGateway:
 
     @_command("authgw.reload")
     def reload(self) -> None:
-        """Re-read the config file now; an invalid one is refused and the running one stays."""
+        """Re-read the config file now; an invalid one is refused and the running one stays
+        (a valid one is built off the event loop and swapped in when ready)."""
         if not ctx.options.authgw_config:
             raise exceptions.CommandError("authgw_config is not set")
-        if not self.manager.reload("authgw.reload"):
-            raise exceptions.CommandError("the config is invalid; see the log")
+        try:
+            self.manager.reload_soon("authgw.reload")
+        except ConfigError as e:
+            raise exceptions.CommandError(f"the config is invalid: {e}") from None
 
     # -- hooks -------------------------------------------------------------------
 

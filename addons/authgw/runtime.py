@@ -23,6 +23,7 @@ from authgw.cache import TokenCache
 from authgw.config import Config, ConfigError
 from authgw.flowlog import FlowLog
 from authgw.kinds import kind_of
+from authgw.logs import internal_error
 from authgw.metrics import NO_ROUTE, Metrics, status_document
 from authgw.statusport import MetricsServer
 from authgw.verify import RouteVerifier
@@ -60,6 +61,19 @@ class Runtime:
         object.__setattr__(self, "routes", routing.RouteTable(self.config.routes))
 
 
+def _unchanged(old: Runtime | None, cfg: Config) -> set[str]:
+    """The routes of ``cfg`` that ``old`` has with the same settings."""
+    return {r.name for r in old.config.routes if r in cfg.routes} if old else set()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def config_stamp(path: Path) -> bytes | None:
     """The config file's content digest: mtimes can tie when a file is rewritten quickly."""
     try:
@@ -68,8 +82,27 @@ def config_stamp(path: Path) -> bytes | None:
         return None
 
 
+@dataclass
+class _Built:
+    """What a config builds before it serves; made off the event loop on a reload."""
+
+    config: Config
+    options: Options
+    sources: dict[str, sources.Source]
+    verifiers: dict[str, RouteVerifier]
+    flowlog: FlowLog | None
+    server: MetricsServer | None
+    notes: list[str]
+
+
 class RuntimeManager:
-    """Builds the runtime, reloads it when the config file changes, runs the metrics port."""
+    """Builds the runtime, reloads it when the config file changes, runs the metrics port.
+
+    It owns what the runtime starts: remote secrets' readers (``secrets``), background
+    fetches (the cache), the config watcher, the metrics port and the flow log. A reload
+    keeps what did not change and stops what no route uses any more; ``shutdown`` stops
+    everything.
+    """
 
     def __init__(
         self, metrics: Metrics, *, clock: Callable[[], float], watch_interval: float = 1.0
@@ -81,42 +114,95 @@ class RuntimeManager:
         self._watch_interval = watch_interval
         self._server: MetricsServer | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # reloads, the metrics port's start
+        self._closing: set[asyncio.Task[Any]] = set()  # closing old ports' connections
+        self._reloading = asyncio.Lock()  # one build at a time: each sees the last installed
+        self._epoch = 0  # +1 on shutdown: a build that started before it is thrown away
         self.secrets = sources.SecretStore()  # remote secrets, kept across reloads
 
     # -- loading ---------------------------------------------------------------
 
     def load(self, options: Options) -> None:
-        """Load ``options.config`` and watch it; raises ConfigError, keeping what runs."""
+        """Load ``options.config`` and watch it; raises ConfigError, keeping what runs.
+
+        With no runtime serving (at start) everything is built here, so a bad config stops
+        the start; with one serving, the config is validated here and built off the event
+        loop (``reload``), and the running runtime serves until the new one is ready."""
         assert options.config
         path = Path(options.config)
         stamp = config_stamp(path)  # before reading, so a change while we read is seen
-        self.apply(configmod.load(options.config), options)
+        cfg = configmod.load(options.config)
+        if self.current is not None and _loop_running():
+            self._spawn(self.reload("authgw options changed", cfg, options))
+        else:
+            self.apply(cfg, options)
         self.start_watching(path, stamp)
 
-    def reload(self, why: str) -> bool:
-        """Re-read the config file; False (and the reason logged) if the new one is invalid."""
-        path = self.options.config
-        if not path:
-            return False
-        try:
-            self.apply(configmod.load(path))
-        except ConfigError as e:
-            logger.error(
-                "authgw: %s: the new config is invalid; the running config stays: %s", why, e
-            )
-            return False
-        logger.info("authgw: reloaded %s (%s)", path, why)
-        return True
+    def reload_soon(self, why: str) -> None:
+        """Validate the config file now (ConfigError if invalid: the running one stays),
+        then build it off the event loop and swap it in (``reload``)."""
+        assert self.options.config
+        self._spawn(self.reload(why, configmod.load(self.options.config)))
+
+    async def reload(
+        self, why: str, cfg: Config | None = None, options: Options | None = None
+    ) -> bool:
+        """Re-read the config file (or use ``cfg``) and build it off the event loop; swap
+        it in when ready. False (the reason logged) if it is invalid: the running one stays."""
+        async with self._reloading:
+            epoch, options = self._epoch, options or self.options
+            if not options.config:
+                return False
+            path = options.config
+            try:
+                built = await asyncio.to_thread(self._build, cfg or configmod.load(path), options)
+            except ConfigError as e:
+                logger.error(
+                    "authgw: %s: the new config is invalid; the running config stays: %s", why, e
+                )
+                if epoch == self._epoch:
+                    self._release()  # what the failed build started
+                return False
+            if epoch != self._epoch:  # shut down while it was built
+                self._discard(built)
+                return False
+            self._install(built)
+            logger.info("authgw: reloaded %s (%s)", path, why)
+            return True
+
+    async def idle(self) -> None:
+        """Wait for the reloads under way (and the metrics port's start) to end."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def apply(self, cfg: Config, options: Options | None = None) -> None:
-        """Build everything for ``cfg`` (with ``options``, else the running ones) and swap
-        it in whole, or raise ConfigError and keep what runs now."""
-        options = options or self.options
+        """Build everything for ``cfg`` (with ``options``, else the running ones) here and
+        swap it in whole, or raise ConfigError and keep what runs now."""
+        try:
+            built = self._build(cfg, options or self.options)
+        except ConfigError:
+            self._release()
+            raise
+        self._install(built)
+
+    def _build(self, cfg: Config, options: Options) -> _Built:
+        """Everything ``cfg`` needs that may block (remote secrets' first reads, AWS
+        credential chains, the flow log, the metrics socket); the running runtime's parts
+        for routes that did not change are reused. Runs in a worker thread on a reload:
+        it changes nothing the event loop reads."""
         old = self.current
         for warning in cfg.warnings:
             logger.warning("authgw: %s", warning)
-        built, notes = sources.build_all(cfg, clock=self._clock, secrets=self.secrets)
+        kept = _unchanged(old, cfg)
+        keep = {n: src for n, src in old.sources.items() if n in kept} if old else {}
+        built, notes = sources.build_all(cfg, clock=self._clock, secrets=self.secrets, keep=keep)
+        verifiers = {
+            r.name: old.verifiers[r.name]
+            if old is not None and r.name in kept and r.name in old.verifiers
+            else RouteVerifier(r.name, r.verify, clock=self._clock, secrets=self.secrets)
+            for r in cfg.routes
+            if r.verify is not None
+        }
         flowlog = self._open_flowlog(cfg, old, options.flowlog)
         try:
             server = self._metrics_server(cfg, options.metrics)
@@ -124,49 +210,50 @@ class RuntimeManager:
             if flowlog is not None and (old is None or flowlog is not old.flowlog):
                 flowlog.close()
             raise
-        for note in notes:
+        return _Built(cfg, options, built, verifiers, flowlog, server, notes)
+
+    def _install(self, b: _Built) -> None:
+        """Swap ``b`` in (on the event loop), then stop what only the old runtime used."""
+        old = self.current
+        for note in b.notes:
             logger.warning("authgw: %s", note)
-        self.options = options
-        self.current = self._assemble(cfg, built, flowlog, old)
-        self.metrics.bind({name: src.kind for name, src in built.items()}, self.current.cache)
-        if old is not None and old.flowlog is not None and old.flowlog is not flowlog:
+        kept = _unchanged(old, b.config)
+        if old is not None and old.config.cache == b.config.cache:
+            cache = old.cache
+        else:
+            cache = TokenCache(b.config.cache, clock=self._clock, observer=self.metrics)
+            if old is not None:
+                old.cache.close()
+        cache.live({name: src.generation for name, src in b.sources.items()})
+        last_errors = {n: e for n, e in old.last_errors.items() if n in kept} if old else {}
+        self.options = b.options
+        self.current = Runtime(b.config, b.sources, cache, b.verifiers, b.flowlog, last_errors)
+        self.metrics.bind({name: src.kind for name, src in b.sources.items()}, cache)
+        if old is not None and old.flowlog is not None and old.flowlog is not b.flowlog:
             old.flowlog.close()
-        if server is not self._server:
-            self._replace_server(server)
+        if b.server is not self._server:
+            self._replace_server(b.server)
+        self._release()
         if self.options.map_remote:
             logger.warning(
                 "authgw: map_remote runs after authgw chooses a token: a request it sends "
                 "elsewhere is answered 421 (host_mismatch) instead of carrying the token there"
             )
-        logger.info("authgw: %d route(s) from %s", len(cfg.routes), self.options.config)
+        logger.info("authgw: %d route(s) from %s", len(b.config.routes), self.options.config)
 
-    def _assemble(
-        self,
-        cfg: Config,
-        built: dict[str, sources.Source],
-        flowlog: FlowLog | None,
-        old: Runtime | None,
-    ) -> Runtime:
-        """The new runtime; what a reload left unchanged keeps its cached tokens, its
-        verifier (and so its fetched JWKS) and its last error."""
-        if old is not None and old.config.cache == cfg.cache:
-            cache = old.cache
-            old_routes = {r.name: r for r in old.config.routes}
-            changed = [r.name for r in cfg.routes if old_routes.get(r.name) != r]
-            for name in [*changed, *(set(old_routes) - {r.name for r in cfg.routes})]:
-                cache.drop_route(name)
-        else:
-            cache = TokenCache(cfg.cache, clock=self._clock, observer=self.metrics)
-        kept = {r.name for r in old.config.routes if r in cfg.routes} if old else set()
-        verifiers = {
-            r.name: old.verifiers[r.name]
-            if old is not None and r.name in kept
-            else RouteVerifier(r.name, r.verify, clock=self._clock, secrets=self.secrets)
-            for r in cfg.routes
-            if r.verify is not None
-        }
-        last_errors = {n: e for n, e in old.last_errors.items() if n in kept} if old else {}
-        return Runtime(cfg, built, cache, verifiers, flowlog, last_errors)
+    def _discard(self, b: _Built) -> None:
+        """A build nobody will serve: close what it opened that the runtime does not use."""
+        if b.flowlog is not None and (
+            self.current is None or b.flowlog is not self.current.flowlog
+        ):
+            b.flowlog.close()
+        if b.server is not None and b.server is not self._server:
+            b.server.stop()
+        self._release()
+
+    def _release(self) -> None:
+        """Stop the secret readers and clients that no route of the running config uses."""
+        sources.release(self.current.config if self.current else None, self.secrets)
 
     def _open_flowlog(self, cfg: Config, old: Runtime | None, option: str | None) -> FlowLog | None:
         path = Path(option).expanduser() if option else cfg.flowlog
@@ -207,14 +294,25 @@ class RuntimeManager:
     def _replace_server(self, server: MetricsServer | None) -> None:
         old, self._server = self._server, server
         if old is not None:
-            self._spawn(old.close())
+            self._close_server(old)
         if server is not None:
             self._spawn(server.start())
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _close_server(self, server: MetricsServer) -> None:
+        server.stop()  # the port is closed now; its open connections soon
+        if _loop_running():
+            self._spawn(server.close(), self._closing)
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], owner: set[asyncio.Task[Any]] | None = None
+    ) -> None:
+        """Run ``coro`` as a task in ``owner`` (the reloads and the port's start by default,
+        which ``shutdown`` cancels; ``_closing`` runs to its end)."""
+        owner = self._tasks if owner is None else owner
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not task.done():  # an eager task may be done already
+            owner.add(task)
+            task.add_done_callback(owner.discard)
 
     def status(self) -> dict[str, Any]:
         """The status document of /status (fingerprints and expiries, never secrets)."""
@@ -272,20 +370,31 @@ class RuntimeManager:
             self._watcher = None  # no event loop yet: the addon's `running` starts it
 
     async def _watch(self, path: Path, stamp: bytes | None) -> None:
+        """Reload on every change, whatever goes wrong: an error is logged and the watch
+        goes on (the running config stays until a valid one arrives)."""
         while True:
             await asyncio.sleep(self._watch_interval)
-            now = config_stamp(path)
-            if now != stamp:
-                stamp = now
-                self.reload("the config file changed")
+            try:
+                now = config_stamp(path)
+                if now != stamp:
+                    stamp = now
+                    await self.reload("the config file changed")
+            except Exception:  # noqa: BLE001 - the watcher must outlive any bug
+                internal_error(logger, "authgw: reloading %s failed; still watching it", path)
 
     def shutdown(self) -> None:
+        """Stop everything the runtime started (unset ``authgw_config``, unload, exit)."""
+        self._epoch += 1
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
+        for task in list(self._tasks):
+            task.cancel()  # reloads under way, the metrics port's start
         if self._server is not None:
             self._replace_server(None)
-        if self.current is not None and self.current.flowlog is not None:
-            self.current.flowlog.close()
-        self.current = None
-        self.secrets.close()  # no secret is read, or logs, after the runtime is gone
+        rt, self.current = self.current, None
+        if rt is not None:
+            rt.cache.close()
+            if rt.flowlog is not None:
+                rt.flowlog.close()
+        self._release()  # no secret is read, or logs, after the runtime is gone

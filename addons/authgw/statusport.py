@@ -115,13 +115,20 @@ class MetricsServer:
             self.port,
         )
 
-    async def close(self) -> None:
+    def stop(self) -> None:
+        """Stop listening: the port is closed when this returns."""
         if self._server is not None:
             self._server.stop()
-            await self._server.close_all_connections()
         else:
             for sock in self._sockets:
                 sock.close()
+
+    async def close(self) -> None:
+        """``stop``, and close the connections still open (each within its idle timeout
+        otherwise)."""
+        self.stop()
+        if self._server is not None:
+            await self._server.close_all_connections()
 
 
 class _NotFound(RequestHandler):

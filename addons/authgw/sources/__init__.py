@@ -9,10 +9,12 @@ secret or setting never serves an old token.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
-from authgw.config import Config, ConfigError, Route
+from authgw.config import Config, ConfigError, Route, SecretRef
 from authgw.kinds import kind_of
 from authgw.sources.base import Clock, SecretReader, TokenSource
 from authgw.sources.remote import SecretStore
@@ -21,7 +23,17 @@ from authgw.tokens import MissingSecret
 if TYPE_CHECKING:
     from authgw.sources.sigv4 import SigV4Signer
 
-__all__ = ["Clock", "SecretReader", "SecretStore", "Source", "TokenSource", "build", "build_all"]
+__all__ = [
+    "Clock",
+    "SecretReader",
+    "SecretStore",
+    "Source",
+    "TokenSource",
+    "build",
+    "build_all",
+    "release",
+    "secret_refs",
+]
 
 # What a route's token: builds: a token source, or (sigv4) a signer of each request.
 Source: TypeAlias = "TokenSource | SigV4Signer"
@@ -46,10 +58,16 @@ def build(
 
 
 def build_all(
-    config: Config, *, clock: Clock = time.time, secrets: SecretStore | None = None
+    config: Config,
+    *,
+    clock: Clock = time.time,
+    secrets: SecretStore | None = None,
+    keep: Mapping[str, Source] | None = None,
 ) -> tuple[dict[str, Source], list[str]]:
     """A source per route that injects tokens, by route name, and notes about optional
-    secrets that are missing.
+    secrets that are missing. ``keep``: the running sources of routes whose settings a
+    reload left as they were; they are used as they are (their generation, and so their
+    cached tokens, stay), not built again.
 
     A required env/file secret that is missing raises ``ConfigError`` naming the route's
     field; a command or AWS secret whose first read failed does not stop the start: its
@@ -62,6 +80,9 @@ def build_all(
         token = route.token
         if token is None:
             continue  # a verify-only route injects nothing
+        if keep is not None and route.name in keep:
+            built[route.name] = keep[route.name]
+            continue
         source = build(route, clock=clock, secrets=secrets, default_ttl=config.cache.default_ttl)
         try:
             source.check()
@@ -85,3 +106,23 @@ def build_all(
             raise ConfigError(f"routes[{i}].token", reason) from e
         built[route.name] = source
     return built, notes
+
+
+def secret_refs(config: Config) -> set[SecretRef]:
+    """Every secret the config's routes read: their tokens' and their verifiers'."""
+    refs: set[SecretRef] = set()
+    for route in config.routes:
+        if route.token is not None:
+            refs.update(kind_of(route.token).secrets(route.token))
+        if route.verify is not None and route.verify.secret is not None:
+            refs.add(route.verify.secret)
+    return refs
+
+
+def release(config: Config | None, secrets: SecretStore) -> None:
+    """Stop what no route of ``config`` (None: there is no config any more) uses: the
+    remote secrets' readers, and the STS clients and thread pool (if STS was used)."""
+    secrets.retain(set() if config is None else secret_refs(config))
+    sts = sys.modules.get("authgw.sources.sts")  # not imported: nothing of it to stop
+    if sts is not None:
+        sts.release(config)

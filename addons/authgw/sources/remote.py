@@ -264,9 +264,19 @@ class SecretStore:
         secret.start(ref.timeout + 1 if self._wait is None else self._wait)
         return secret
 
+    def retain(self, refs: set[SecretRef]) -> None:
+        """Close and forget every secret not in ``refs`` (a reload dropped its route):
+        its timer is cancelled and its command or AWS call never runs again."""
+        with self._lock:
+            gone = [ref for ref in self._remote if ref not in refs]
+            closing = [self._remote.pop(ref) for ref in gone]
+        for secret in closing:
+            secret.close()
+
     def close(self) -> None:
         """Close every secret read so far (``RemoteSecret.close``) and forget them."""
-        with self._lock:
-            secrets, self._remote = list(self._remote.values()), {}
-        for secret in secrets:
-            secret.close()
+        self.retain(set())
+
+    def count(self) -> int:
+        """How many remote secrets are being read (tests, the soak bench)."""
+        return len(self._remote)

@@ -27,7 +27,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from authgw import aws
 from authgw.config.schema import HOP_BY_HOP_HEADERS, SigV4TokenConfig
-from authgw.sources.base import Clock
+from authgw.sources.base import Clock, next_generation
 from authgw.tokens import MissingSecret, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class SigV4Signer:
 
     def __init__(self, route: str, config: SigV4TokenConfig, *, clock: Clock = time.time) -> None:
         self.route = route
+        self.generation = next_generation()  # which settings built it (nothing is cached)
         self.config = config
         self._clock = clock
         self._session = botocore.session.Session(profile=config.profile)

@@ -30,7 +30,7 @@ import botocore.config
 import botocore.exceptions
 
 from authgw import aws
-from authgw.config import StsTokenConfig
+from authgw.config import Config, StsTokenConfig
 from authgw.sources.base import Clock, next_generation
 from authgw.tokens import MissingSecret, Token, TokenUnavailable, token_from_jwt
 
@@ -64,14 +64,7 @@ _executor: ThreadPoolExecutor | None = None
 
 def _client_for(config: StsTokenConfig) -> Any:
     """The shared STS client for this route's settings; raises botocore errors."""
-    key: ClientKey = (
-        config.region,
-        config.profile,
-        config.endpoint_url,
-        config.connect_timeout,
-        config.read_timeout,
-        config.max_attempts,
-    )
+    key = _client_key(config)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
@@ -92,6 +85,35 @@ def _client_for(config: StsTokenConfig) -> Any:
                 raise botocore.exceptions.NoRegionError()
             _clients[key] = client
         return client
+
+
+def _client_key(config: StsTokenConfig) -> ClientKey:
+    return (
+        config.region,
+        config.profile,
+        config.endpoint_url,
+        config.connect_timeout,
+        config.read_timeout,
+        config.max_attempts,
+    )
+
+
+def release(config: Config | None) -> None:
+    """Close the clients no sts route of ``config`` uses (their connection pools), and
+    with no sts route left, stop the thread pool (a later fetch starts a new one)."""
+    global _executor
+    used = {
+        _client_key(r.token)
+        for r in (config.routes if config is not None else ())
+        if isinstance(r.token, StsTokenConfig)
+    }
+    with _clients_lock:
+        closing = [_clients.pop(k) for k in list(_clients) if k not in used]
+        executor, _executor = (_executor, None) if not used else (None, _executor)
+    for client in closing:
+        client.close()
+    if executor is not None:
+        executor.shutdown(wait=False)  # a call under way ends on its own
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -32,7 +32,10 @@ def cmd_route(name: str, command: str) -> str:
 
 
 def env_route(name: str) -> str:
-    return f"  - name: {name}\n    hosts: [{name}.example]\n    token: {{type: hmac, secret: {{env: RT_SECRET}}}}\n"
+    return (
+        f"  - name: {name}\n    hosts: [{name}.example]\n"
+        "    token: {type: hmac, secret: {env: RT_SECRET}}\n"
+    )
 
 
 def manager() -> RuntimeManager:

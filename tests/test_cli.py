@@ -98,8 +98,10 @@ def test_run_builds_the_mitmdump_command(tmp_path: Path) -> None:
 def test_run_refuses_an_invalid_config_before_starting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["run", "-c", str(tmp_path / "missing.yaml")]) == 1
-    assert "cannot read config file" in capsys.readouterr().err
+    assert cli.main(["run", "-c", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("authgw_config: ") and "cannot read config file" in err
+    assert err.count("\n") == 1
 
 
 def test_passthrough_args_only_for_run(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import weakref
 from collections.abc import Callable, Coroutine
@@ -51,6 +52,14 @@ OPTIONS = ("authgw_config", "authgw_flowlog", "authgw_metrics")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def start_error(error: ConfigError) -> str:
+    """The one line a config error is: under the option it is about (authgw_metrics,
+    authgw_flowlog), else under authgw_config with the field path in the file."""
+    if error.path in OPTIONS:
+        return str(error)
+    return f"authgw_config: {error}"
+
+
 def _command(name: str) -> Callable[[_F], _F]:
     """mitmproxy's command decorator, with the type it has."""
     return cast(Callable[[_F], _F], command.command(name))
@@ -71,6 +80,7 @@ class AuthGateway:
         self._hinted = False
         self._last_word = lastword.LastWord(self.last_word)
         self._last_word_in_chain = False
+        self._running = False  # mitmproxy's `running` has fired: start errors are over
 
     @property
     def runtime(self) -> Runtime | None:
@@ -120,8 +130,25 @@ class AuthGateway:
         try:
             self.manager.load(options)
         except ConfigError as e:
-            raise exceptions.OptionsError(f"authgw_config: {e}") from e  # type: ignore[no-untyped-call]
+            message = start_error(e)
+            if self._starting():
+                # One line and exit 2, before mitmproxy listens: an OptionsError here would
+                # be logged with its traceback after "proxy listening" (decisions.md,
+                # "A config error at start").
+                print(message, file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+            raise exceptions.OptionsError(message) from None  # type: ignore[no-untyped-call]
         self._warn_about_options()
+
+    def _starting(self) -> bool:
+        """mitmproxy is starting: neither this addon nor the script loader has seen
+        ``running`` (a script reloaded while mitmproxy runs is a new instance, so the
+        loader's flag tells). False under mitmproxy.test.taddons (no script loader)."""
+        if self._running:
+            return False
+        master = getattr(ctx, "master", None)
+        loader = master.addons.get("scriptloader") if master is not None else None
+        return loader is not None and getattr(loader, "is_running", None) is False
 
     def _warn_about_options(self) -> None:
         o, rt = ctx.options, self.manager.current
@@ -161,6 +188,7 @@ class AuthGateway:
         self._last_word_in_chain = needed
 
     def running(self) -> None:
+        self._running = True
         self._arrange_last_word()  # scripts loaded after this one are in the chain now
         if self.manager.options.config and not self.manager.watching:
             self.manager.start_watching_config()

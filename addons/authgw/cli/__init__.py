@@ -2,7 +2,8 @@
 
 Each verb is a ``cmd_<verb>(args) -> int`` registered in ``build_parser``; exit
 codes: 0 good, 1 a finding (invalid config, no token, invalid token, drift), 2
-unusable input (bad arguments, unreadable secret, unfetchable JWKS, not a JWT).
+unusable input (bad arguments, unreadable secret, unfetchable JWKS, not a JWT; ``run``
+with an invalid config, as mitmdump exits with it).
 No verb prints a secret; only ``authgw token`` (without ``--decode``) prints a
 token, because that is what it is for. Secrets and tokens show as fingerprints.
 

@@ -42,8 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         configmod.load(str(path))
     except ConfigError as e:
-        print(f"authgw: {e}", file=sys.stderr)
-        return 1
+        print(f"authgw_config: {e}", file=sys.stderr)  # as mitmdump says it at start
+        return 2
     argv = mitmdump_argv(path.resolve(), args.mitmdump_args)
     os.execv(argv[0], argv)
     return 0  # pragma: no cover - execv does not return

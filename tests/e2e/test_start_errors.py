@@ -1,0 +1,90 @@
+"""A config error at start is one line on stderr and exit 2, from `mitmdump -s` and from
+`authgw run` alike, on mitmproxy 11 and 12: no traceback, no "listening" line."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import ADDON_SCRIPT, gateway_env
+
+pytestmark = pytest.mark.e2e
+
+ROUTE = "version: 1\nroutes:\n  - name: api\n    hosts: {hosts}\n    token:\n{token}"
+HMAC = "      type: hmac\n      secret: {env: AUTHGW_E2E_KEY}\n"
+
+
+def route(token: str = HMAC, hosts: str = "[api.example.com]", top: str = "") -> str:
+    return top + ROUTE.format(hosts=hosts, token=token)
+
+
+@pytest.fixture(scope="module")
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def cases(busy: int, tmp_path: Path) -> dict[str, tuple[str, list[str], str]]:
+    """name -> (config, extra mitmdump args, the line stderr must be)."""
+    unwritable = tmp_path / "no-such-dir" / "flows.jsonl"
+    return {
+        "field": (
+            route(HMAC + "      algorithm: HS999\n"),
+            [],
+            "authgw_config: routes[0].token.algorithm: is not one of HS256, HS384, HS512 "
+            "(a string) (gateway.yaml:8)",
+        ),
+        "missing_secret": (
+            route("      type: hmac\n      secret: {env: AUTHGW_E2E_UNSET}\n"),
+            [],
+            "authgw_config: routes[0].token.secret: env var AUTHGW_E2E_UNSET is not set or empty",
+        ),
+        "metrics_option": (
+            route(),
+            ["--set", f"authgw_metrics=127.0.0.1:{busy}"],
+            f"authgw_metrics: cannot listen on 127.0.0.1:{busy}: Address already in use",
+        ),
+        "metrics_field": (
+            route(top=f'metrics: "127.0.0.1:{busy}"\n'),
+            [],
+            f"authgw_config: metrics: cannot listen on 127.0.0.1:{busy}: Address already in use",
+        ),
+        "flowlog_option": (
+            route(),
+            ["--set", f"authgw_flowlog={unwritable}"],
+            f"authgw_flowlog: cannot open {unwritable} for writing: No such file or directory",
+        ),
+    }
+
+
+CASES = ["field", "missing_secret", "metrics_option", "metrics_field", "flowlog_option"]
+
+
+@pytest.mark.parametrize("via", ["mitmdump", "authgw run"])
+@pytest.mark.parametrize("case", CASES)
+def test_a_config_error_at_start_is_one_line_and_exit_2(
+    tmp_path: Path, busy_port: int, case: str, via: str
+) -> None:
+    text, extra, line = cases(busy_port, tmp_path)[case]
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text)
+    listen = ["--listen-host", "127.0.0.1", "--listen-port", "0"]
+    if via == "mitmdump":
+        argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
+        argv += ["-s", str(ADDON_SCRIPT), "--set", f"authgw_config={config}", *listen, *extra]
+    else:
+        argv = [sys.executable, "-m", "authgw.cli", "run", "-c", str(config), "--"]
+        argv += [*listen, *extra]
+    env = gateway_env({"AUTHGW_E2E_KEY": "k" * 32, "AUTHGW_E2E_UNSET": None})
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert done.stderr.splitlines() == [line], output
+    assert "Traceback" not in output and "listening" not in output, output

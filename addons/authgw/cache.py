@@ -275,7 +275,7 @@ class TokenCache:
                 "route %s: token fetch failed (%s): %s; next try in %.2f s",
                 key.route,
                 e.error_class,
-                e,
+                str(e),  # not the error: a kept log record would keep its traceback
                 retry_in,
             )
             self._observer.fetched(key, e, self._clock() - started)

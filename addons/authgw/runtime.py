@@ -10,12 +10,14 @@ lifecycle. Nothing here touches ``mitmproxy.ctx``: the addon hands in the option
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from authgw import config as configmod
 from authgw import routing, sources
@@ -155,7 +157,7 @@ class RuntimeManager:
                 return False
             path = options.config
             try:
-                built = await asyncio.to_thread(self._build, cfg or configmod.load(path), options)
+                built = await self._build_in_thread(cfg or configmod.load(path), options)
             except ConfigError as e:
                 logger.error(
                     "authgw: %s: the new config is invalid; the running config stays: %s", why, e
@@ -174,6 +176,35 @@ class RuntimeManager:
         """Wait for the reloads under way (and the metrics port's start) to end."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _build_in_thread(self, cfg: Config, options: Options) -> asyncio.Future[_Built]:
+        """``_build`` in a thread of its own that ends with it (not a pool's, which would
+        outlive it). If the reload is cancelled meanwhile (shutdown), what it built is
+        discarded when it is done."""
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[_Built] = loop.create_future()
+
+        def deliver(built: _Built | None, error: BaseException | None) -> None:
+            if result.cancelled():  # nobody will serve it: close what it started
+                if built is not None:
+                    self._discard(built)
+                else:
+                    self._release()
+            elif error is not None:
+                result.set_exception(error)
+            else:
+                result.set_result(cast(_Built, built))
+
+        def run() -> None:
+            try:
+                built, error = self._build(cfg, options), None
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting reload
+                built, error = None, e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: mitmproxy exited
+                loop.call_soon_threadsafe(deliver, built, error)
+
+        threading.Thread(target=run, name="authgw-reload", daemon=True).start()
+        return result
 
     def apply(self, cfg: Config, options: Options | None = None) -> None:
         """Build everything for ``cfg`` (with ``options``, else the running ones) here and

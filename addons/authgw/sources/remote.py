@@ -232,7 +232,7 @@ class RemoteSecret:
         # Read again when due, so requests find the new value rather than start the read.
         # One timer per secret: a read started early (a 401) replaces the pending one.
         timer = threading.Timer(delay, self._refresh_now)
-        timer.daemon = True
+        timer.daemon, timer.name = True, "authgw-secret-timer"
         with self._lock:
             if self._closed:
                 return

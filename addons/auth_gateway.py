@@ -9,11 +9,12 @@ from mitmproxy import hooks
 
 try:
     from authgw.addon import AuthGateway
-except ModuleNotFoundError as e:
-    if (e.name or "").partition(".")[0] == "authgw":
+except ImportError as e:
+    if (e.name or "authgw").partition(".")[0] == "authgw":
         raise  # our own module: a bug, not an install problem
-    # A mitmproxy from pipx, uv or Homebrew lacks our dependencies. One error line instead
-    # of a traceback; mitmdump exits non-zero on an error logged at start.
+    # A mitmproxy from pipx, uv or Homebrew lacks our dependencies, or has one older than
+    # our floor (a name it does not have yet). One error line instead of a traceback;
+    # mitmdump exits non-zero on an error logged at start.
     from authgw.install_hint import missing_dependency
 
     logging.getLogger("authgw").error(missing_dependency(e))

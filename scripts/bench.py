@@ -27,8 +27,10 @@ Sections:
   start mitmdump start-up, to the first answered request: no addon, the gateway
         without an STS route, and with one (boto3 is imported only then)
   soak  keep-alive clients through mitmdump for minutes on short-lived tokens, half on
-        an sts route (the STS emulator), half on an hmac one: requests, errors,
-        source calls per token life, mitmdump's RSS at start, after warm-up, at end
+        an sts route (the STS emulator), half on an hmac one whose command secret
+        rotates, while the config reloads every 30 s, STS fails for a phase and the
+        flow log is rotated: errors, source calls per token life, and mitmdump's RSS,
+        threads, fds and asyncio tasks sampled every few minutes
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ def main() -> int:
         help="wall seconds the refresh load runs per variant",
     )
     parser.add_argument("--soak-clients", type=int, default=20, help="keep-alive clients (soak)")
-    parser.add_argument("--soak-minutes", type=float, default=10.0, help="run time (soak)")
+    parser.add_argument(
+        "--soak-minutes", type=float, default=4.0, help="run time (soak; 60 for the long one)"
+    )
     parser.add_argument(
         "--soak-life",
         type=int,

@@ -26,6 +26,13 @@ def test_the_message_names_the_distribution_not_the_module() -> None:
     assert "'PyJWT' is missing" in message and "\n" not in message
 
 
+def test_a_dependency_older_than_the_floor_is_called_too_old() -> None:
+    error = ImportError("cannot import name 'Options' from 'jwt.types'", name="jwt.types")
+    message = install_hint.missing_dependency(error)
+    assert "'PyJWT' is too old in this mitmproxy's environment" in message
+    assert "\n" not in message
+
+
 def test_a_pipx_venv_is_known_by_its_metadata_file(tmp_path: Path) -> None:
     env = tmp_path / "venvs" / "mitmproxy"
     env.mkdir(parents=True)

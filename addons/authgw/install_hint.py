@@ -54,11 +54,15 @@ def _made_by_uv(env: Path) -> bool:
     return any(line.replace(" ", "").startswith("uv=") for line in lines)
 
 
-def missing_dependency(error: ModuleNotFoundError) -> str:
-    """One line: the missing package and the command that adds it."""
+def missing_dependency(error: ImportError) -> str:
+    """One line: the missing (or too old) package and the command that adds it."""
     module = (error.name or "?").partition(".")[0]
     package = _DISTRIBUTIONS.get(module, module)
+    if isinstance(error, ModuleNotFoundError):
+        problem = "is missing from"
+    else:  # "cannot import name X from Y": installed, older than pyproject.toml's floor
+        problem = "is too old in"
     return (
-        f"authgw: the Python package {package!r} is missing from this mitmproxy's environment "
+        f"authgw: the Python package {package!r} {problem} this mitmproxy's environment "
         f"({sys.prefix}); add authgw's dependencies with: {install_command()}"
     )

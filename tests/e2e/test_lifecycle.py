@@ -16,37 +16,16 @@ from typing import Any
 import pytest
 
 from tests.e2e.clients import proxy_request, wait_until
-from tests.e2e.harness import Gateway, GatewayFactory
+from tests.e2e.harness import REPO, Gateway, GatewayFactory
 from tests.e2e.helpers import new_secret, read_flowlog, replace_file
 from tests.e2e.upstreams import Upstream
 
 pytestmark = pytest.mark.e2e
 
+PROBE = REPO / "scripts" / "probe_addon.py"  # loaded after authgw; answers PROBE_HOST
 PROBE_HOST = "authgw-probe.invalid"
 
-# Loaded after authgw: answers GET http://authgw-probe.invalid/ with mitmdump's threads
-# (by name), asyncio tasks and open file descriptors.
-_PROBE = f"""\
-import asyncio, json, os, threading
-from mitmproxy import http
-
-
-class Probe:
-    def request(self, flow):
-        if flow.request.pretty_host == {PROBE_HOST!r}:
-            threads = [t.name for t in threading.enumerate()]
-            doc = {{
-                "threads": threads,
-                "tasks": len(asyncio.all_tasks()),
-                "fds": len(os.listdir("/proc/self/fd")),
-            }}
-            flow.response = http.Response.make(200, json.dumps(doc))
-
-
-addons = [Probe()]
-"""
-
-# A secret read in passing: the per-read thread and the timer's name say what it is.
+# Threads that live for one secret read or one reload build.
 TRANSIENT = ("authgw-secret-read", "authgw-reload")
 
 
@@ -111,14 +90,10 @@ def test_counts_after_50_reloads_equal_a_fresh_loads(
     """Threads (by name), asyncio tasks and open fds after 50 reloads that each replace a
     route with a command secret equal those of the same config loaded fresh."""
     secret = new_secret()
-    probe_script = tmp_path / "probe.py"
-    probe_script.write_text(_PROBE)
     kept = {"kept": counting_command(tmp_path / "kept.count", secret)}
     metrics, flowlog = free_port(), tmp_path / "flows.jsonl"
     first = _config(upstream, metrics, flowlog, kept)
-    gateway = gateway_factory(
-        first, env={"AUTHGW_E2E_KEY": secret}, extra_args=["-s", str(probe_script)]
-    )
+    gateway = gateway_factory(first, env={"AUTHGW_E2E_KEY": secret}, extra_args=["-s", str(PROBE)])
 
     def traffic() -> None:
         assert proxy_request(gateway.port, "GET", f"{upstream.url}/x").status == 200

@@ -116,3 +116,29 @@ def test_shutdown_stops_every_secret_reader(tmp_path: Path) -> None:
         if thread.name == "authgw-secret-read":
             thread.join(10)  # a read under way ends; none starts again
     assert not [t for t in threading.enumerate() if t.name.startswith("authgw-secret")]
+
+
+def test_a_reload_after_a_failed_option_change_builds_the_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """authgw_config set to a file whose build fails: the old config serves; once that
+    file is fixed, a reload builds it (not the old file the running config came from)."""
+    monkeypatch.setenv("RT_SECRET", SECRET)
+    m = manager()
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+
+    async def scenario() -> None:
+        m.load(Options(str(config(old_dir, env_route("a")))))
+        new = config(new_dir, env_route("b")).read_text().replace("RT_SECRET", "RT_UNSET")
+        (new_dir / "gateway.yaml").write_text(new)
+        m.load(Options(str(new_dir / "gateway.yaml")))
+        await m.idle()  # the build failed: RT_UNSET is not set
+        assert m.current is not None and [r.name for r in m.current.config.routes] == ["a"]
+        config(new_dir, env_route("b"))
+        assert await m.reload("fixed")
+        assert [r.name for r in m.current.config.routes] == ["b"]
+        m.shutdown()
+
+    asyncio.run(scenario())

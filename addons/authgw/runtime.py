@@ -111,7 +111,8 @@ class RuntimeManager:
     ) -> None:
         self.metrics = metrics
         self.current: Runtime | None = None
-        self.options = Options()
+        self.options = Options()  # those of the runtime that serves
+        self._requested = Options()  # the last ones asked for: what a reload builds
         self._clock = clock
         self._watch_interval = watch_interval
         self._server: MetricsServer | None = None
@@ -138,13 +139,14 @@ class RuntimeManager:
             self._spawn(self.reload("authgw options changed", cfg, options))
         else:
             self.apply(cfg, options)
+        self._requested = options
         self.start_watching(path, stamp)
 
     def reload_soon(self, why: str) -> None:
         """Validate the config file now (ConfigError if invalid: the running one stays),
         then build it off the event loop and swap it in (``reload``)."""
-        assert self.options.config
-        self._spawn(self.reload(why, configmod.load(self.options.config)))
+        assert self._requested.config
+        self._spawn(self.reload(why, configmod.load(self._requested.config)))
 
     async def reload(
         self, why: str, cfg: Config | None = None, options: Options | None = None
@@ -152,7 +154,7 @@ class RuntimeManager:
         """Re-read the config file (or use ``cfg``) and build it off the event loop; swap
         it in when ready. False (the reason logged) if it is invalid: the running one stays."""
         async with self._reloading:
-            epoch, options = self._epoch, options or self.options
+            epoch, options = self._epoch, options or self._requested
             if not options.config:
                 return False
             path = options.config
@@ -416,6 +418,7 @@ class RuntimeManager:
     def shutdown(self) -> None:
         """Stop everything the runtime started (unset ``authgw_config``, unload, exit)."""
         self._epoch += 1
+        self._requested = Options()
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None

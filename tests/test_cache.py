@@ -508,7 +508,9 @@ def test_live_drops_tokens_and_failures_of_other_generations() -> None:
     assert len(cache) == 0 and cache.failures() == {}
 
 
-def test_close_cancels_every_fetch_under_way() -> None:
+def test_close_cancels_every_fetch_and_its_waiters_fail_closed() -> None:
+    """A waiter gets a TokenUnavailable (a 502), not the fetch's CancelledError: out of a
+    mitmproxy hook that would leave the request hanging."""
     clock = FakeClock()
     cache, source, _ = make(clock)
 
@@ -521,4 +523,5 @@ def test_close_cancels_every_fetch_under_way() -> None:
         assert not cache._background
         return result
 
-    assert isinstance(run(scenario()), asyncio.CancelledError)
+    error = run(scenario())
+    assert isinstance(error, TokenUnavailable) and error.error_class == "internal"

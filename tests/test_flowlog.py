@@ -93,3 +93,25 @@ def test_a_truncated_flow_log_is_written_on(tmp_path: Path) -> None:
     log.write('{"n":2}')
     log.close()
     assert path.read_text() == '{"n":2}\n'
+
+
+def test_a_flow_log_that_cannot_be_reopened_comes_back_once_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rotation left something at the path that cannot be opened: records are dropped
+    (said once), and once the path works again the next try after RETRY_AFTER writes."""
+    now = [0.0]
+    path = tmp_path / "flows.jsonl"
+    log = FlowLog(path, monotonic=lambda: now[0])
+    log.write('{"n":1}')
+    path.rename(tmp_path / "flows.jsonl.1")
+    path.mkdir()  # not a file: the reopen fails
+    log.write('{"n":2}')
+    log.write('{"n":3}')
+    path.rmdir()
+    log.write('{"n":4}')  # within RETRY_AFTER: not tried yet
+    now[0] += FlowLog.RETRY_AFTER
+    log.write('{"n":5}')
+    log.close()
+    assert path.read_text() == '{"n":5}\n'
+    assert caplog.text.count("write failed") == 1 and "writing again" in caplog.text

@@ -7,12 +7,14 @@ import asyncio
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from authgw.metrics import Metrics
 from authgw.runtime import Options, RuntimeManager
 from authgw.sources.remote import RemoteSecret
+from tests import configs
 from tests.fakes import FakeClock
 
 SECRET = "runtime-secret-" + uuid.uuid4().hex
@@ -139,6 +141,108 @@ def test_a_reload_after_a_failed_option_change_builds_the_new_file(
         config(new_dir, env_route("b"))
         assert await m.reload("fixed")
         assert [r.name for r in m.current.config.routes] == ["b"]
+        m.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_build_spares_the_secrets_of_the_build_after_it(tmp_path: Path) -> None:
+    """The watcher's reload is cancelled (an option changed) while its command secret is
+    read; the next reload reads the same secret. When the cancelled build ends, what it
+    stops is only what neither the running config nor the next build uses."""
+    gate = tmp_path / "gate"
+    slow = f"while [ ! -e {gate} ]; do sleep 0.01; done; echo {SECRET}"
+    m = manager()
+
+    async def scenario() -> RemoteSecret:
+        path = config(tmp_path, cmd_route("a", f"echo {SECRET}"))
+        m.load(Options(str(path)))
+        config(tmp_path, cmd_route("b", slow))
+        first = asyncio.ensure_future(m.reload("the watcher"))
+        while m.secrets.count() < 2:  # b's first read has started
+            await asyncio.sleep(0.01)
+        first.cancel()
+        config(tmp_path, cmd_route("b", slow), cmd_route("c", f"echo {SECRET}"))
+        second = asyncio.ensure_future(m.reload("options changed"))
+        await asyncio.sleep(0.05)
+        gate.touch()
+        assert await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await m.idle()
+        b = secret_of(m, "b")
+        assert not b._closed and b.read() == SECRET.encode() and m.secrets.count() == 2
+        m.shutdown()
+        return b
+
+    asyncio.run(scenario())
+
+
+def test_a_build_handed_over_to_a_cancelled_reload_is_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread delivered the build; the reload is cancelled before it resumes: the
+    build's flow log is closed and its secrets stopped, not leaked."""
+    monkeypatch.setenv("RT_SECRET", SECRET)
+    m = manager()
+
+    async def scenario() -> None:
+        m.load(Options(str(config(tmp_path, env_route("a")))))
+        cfg = configs.parse(cmd_route_config(tmp_path))
+        built = m._build(cfg, Options(str(tmp_path / "gateway.yaml"), flowlog=str(tmp_path / "f")))
+        handed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        m._build_in_thread = lambda cfg, options: handed  # type: ignore[method-assign]
+        task = asyncio.ensure_future(m._build_off_loop(cfg, Options()))
+        await asyncio.sleep(0)  # the reload waits for the build
+        handed.set_result(built)
+        task.cancel()  # before it resumes
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert built.flowlog is not None and built.flowlog._closed
+        assert m.secrets.count() == 0  # the build's command secret is stopped
+        m.shutdown()
+
+    asyncio.run(scenario())
+
+
+def cmd_route_config(tmp_path: Path) -> str:
+    return "version: 1\nroutes:\n" + cmd_route("x", f"echo {SECRET}")
+
+
+def test_a_changed_cache_section_rebuilds_the_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources take cache.default_ttl: kept only while the cache section is the same."""
+    monkeypatch.setenv("RT_SECRET", SECRET)
+    m = manager()
+
+    async def scenario() -> None:
+        path = config(tmp_path, env_route("a"))
+        m.load(Options(str(path)))
+        assert m.current is not None
+        before = m.current.sources["a"]
+        path.write_text("cache: {default_ttl: 60}\n" + path.read_text())
+        assert await m.reload("test")
+        assert m.current.sources["a"] is not before
+        m.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_once_mitmproxy_runs_a_first_config_is_built_off_the_loop(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    m = manager()
+    m.started = True
+
+    async def scenario() -> None:
+        path = config(
+            tmp_path, cmd_route("a", f"while [ ! -e {gate} ]; do sleep 0.01; done; echo x")
+        )
+        m.load(Options(str(path)))
+        assert m.current is None  # validated; being built
+        gate.touch()
+        await m.idle()
+        assert m.current is not None and secret_of(m, "a").read() == b"x"
         m.shutdown()
 
     asyncio.run(scenario())

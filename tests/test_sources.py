@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -364,3 +365,25 @@ def test_a_kept_secret_whose_first_read_fails_does_not_stop_the_start(tmp_path: 
     assert "kept" in built and notes and "answering 502 until a read succeeds" in notes[0]
     with pytest.raises(MissingSecret):
         built["kept"].cache_params()
+
+
+def test_a_closed_sts_source_stops_its_threads_and_starts_no_call() -> None:
+    token = jwt.encode({"exp": 1_900_000_000}, "k" * 32, algorithm="HS256")
+    calls: list[str] = []
+
+    def call(**kwargs: Any) -> dict[str, Any]:
+        calls.append(threading.current_thread().name)
+        return {"WebIdentityToken": token}
+
+    source = _sts(call)
+    asyncio.run(source.fetch(("https://a.example",)))
+    assert calls and calls[0].startswith("authgw-sts")
+    assert source._executor is not None
+    threads = list(source._executor._threads)
+    source.close()
+    for thread in threads:
+        thread.join(10)
+    assert threads and not [t for t in threads if t.is_alive()]
+    with pytest.raises(TokenUnavailable) as info:
+        asyncio.run(source.fetch(("https://a.example",)))
+    assert info.value.error_class == "internal" and len(calls) == 1

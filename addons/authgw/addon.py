@@ -189,6 +189,7 @@ class AuthGateway:
 
     def running(self) -> None:
         self._running = True
+        self.manager.started = True  # a config set from now on is built off the loop
         self._arrange_last_word()  # scripts loaded after this one are in the chain now
         if self.manager.options.config and not self.manager.watching:
             self.manager.start_watching_config()

@@ -18,7 +18,10 @@ The rules a caller may rely on, all per cache key:
   error's class and message: never a traceback, and so never a request's frames;
 - a key holds the generation of its route's settings; once the owner says which
   generations are live (``live``), a fetch that ends for another generation (a reload
-  changed or dropped the route while it ran) answers its waiters but is not kept.
+  changed or dropped the route while it ran) answers its waiters but is not kept, nor
+  is its failure;
+- ``close`` cancels every fetch; its waiters get ``TokenUnavailable("internal")``, never
+  a ``CancelledError`` (a hook that raised one would leave its request hanging).
 
 Like botocore's RefreshableCredentials, the advisory margin (``refresh_ahead``)
 refreshes in the background and the mandatory one (``min_ttl``) blocks. All times
@@ -203,7 +206,17 @@ class TokenCache:
                 raise failure.error()
             task = self._start_fetch(key, fetch)
         # shield: a waiter's cancellation must not cancel the fetch the others wait on.
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                # The fetch was cancelled (``close``), not this waiter: a CancelledError out
+                # of a mitmproxy hook would leave the request hanging. Fail closed instead.
+                raise TokenUnavailable(
+                    "internal", "the token cache was closed (reload or shutdown) while fetching"
+                ) from None
+            raise
 
     def _backing_off(self, key: CacheKey) -> _Failure | None:
         """The failure remembered for ``key`` while its backoff window lasts."""
@@ -270,7 +283,7 @@ class TokenCache:
                     f"below min_ttl ({self.settings.min_ttl:g} s)",
                 )
         except TokenUnavailable as e:
-            retry_in = self._remember_failure(key, e)
+            retry_in = self._remember_failure(key, e) if self._is_live(key) else 0.0
             logger.warning(
                 "route %s: token fetch failed (%s): %s; next try in %.2f s",
                 key.route,
@@ -285,10 +298,14 @@ class TokenCache:
             if self._inflight.get(key) is asyncio.current_task():
                 del self._inflight[key]
         self._failures.pop(key, None)
-        if self._live is None or self._live.get(key.route) == key.generation:
+        if self._is_live(key):
             self._tokens[key] = self._entry(key, token, started)
         self._observer.fetched(key, None, self._clock() - started)
         return token
+
+    def _is_live(self, key: CacheKey) -> bool:
+        """Whether ``key``'s generation is one of the owner's (any, until it says)."""
+        return self._live is None or self._live.get(key.route) == key.generation
 
     def _remember_failure(self, key: CacheKey, error: TokenUnavailable) -> float:
         """Remember ``error`` for ``key``; the seconds until the source is asked again."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,13 +114,21 @@ class FlowLog:
     It follows rotation as logging's ``WatchedFileHandler`` does: before each record the
     path is stat-ed, and when the file there is not the one open (logrotate moved or
     removed it) the path is opened anew. The check costs about 2 us per record
-    (docs/benchmarks.md, "Flow log"); a request through mitmdump costs about 1 ms.
+    (docs/benchmarks.md, "Flow log"); a request through mitmdump costs about 1 ms. A
+    write or reopen that fails drops records (logged once) and is tried again
+    ``RETRY_AFTER`` seconds later: a rotation that left a file it cannot open does not
+    end the flow log for good.
     """
 
-    def __init__(self, path: Path) -> None:
+    RETRY_AFTER = 5.0
+
+    def __init__(self, path: Path, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self._monotonic = monotonic
         self._file: IO[str] | None = None
         self._identity: tuple[int, int] | None = None
+        self._retry_at: float | None = None  # set while failing
+        self._closed = False
         self._open()  # at configure time, so an unwritable path stops mitmdump at start
 
     def _open(self) -> None:
@@ -130,28 +140,46 @@ class FlowLog:
         """Reopen the path if the file there is no longer the open one."""
         try:
             st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self._identity:
+            if self._file is not None and (st.st_dev, st.st_ino) == self._identity:
                 return
         except FileNotFoundError:
             pass
-        old, self._file = self._file, None
-        if old is not None:
-            old.close()
+        self._drop_file()
         self._open()
 
     def write(self, line: str) -> None:
-        if self._identity is None:
-            return  # closed, or disabled after a failed write
+        if self._closed:
+            return
+        if self._retry_at is not None and self._monotonic() < self._retry_at:
+            return  # failing: records are dropped until the next try
         try:
             self._follow()
             assert self._file is not None
             self._file.write(line + "\n")
         except OSError as e:
-            logger.error("flow log %s: write failed (%s); flow log disabled", self.path, e.strerror)
-            self.close()
+            self._drop_file()
+            if self._retry_at is None:
+                logger.error(
+                    "flow log %s: write failed (%s); records are dropped until it works "
+                    "again (tried every %g s)",
+                    self.path,
+                    e.strerror,
+                    self.RETRY_AFTER,
+                )
+            self._retry_at = self._monotonic() + self.RETRY_AFTER
+            return
+        if self._retry_at is not None:
+            self._retry_at = None
+            logger.warning("flow log %s: writing again", self.path)
+
+    def _drop_file(self) -> None:
+        old, self._file, self._identity = self._file, None, None
+        if old is not None:
+            try:
+                old.close()
+            except OSError:
+                pass  # a buffered line that cannot be written: already reported
 
     def close(self) -> None:
-        self._identity = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._closed = True
+        self._drop_file()

@@ -121,6 +121,8 @@ class RuntimeManager:
         self._closing: set[asyncio.Task[Any]] = set()  # closing old ports' connections
         self._reloading = asyncio.Lock()  # one build at a time: each sees the last installed
         self._epoch = 0  # +1 on shutdown: a build that started before it is thrown away
+        self._building: list[Config] = []  # configs whose reloads are building them
+        self.started = False  # mitmproxy runs: a config is built off the loop from now on
         self.secrets = sources.SecretStore()  # remote secrets, kept across reloads
 
     # -- loading ---------------------------------------------------------------
@@ -128,14 +130,14 @@ class RuntimeManager:
     def load(self, options: Options) -> None:
         """Load ``options.config`` and watch it; raises ConfigError, keeping what runs.
 
-        With no runtime serving (at start) everything is built here, so a bad config stops
-        the start; with one serving, the config is validated here and built off the event
-        loop (``reload``), and the running runtime serves until the new one is ready."""
+        While mitmproxy starts, everything is built here, so a bad config stops the start;
+        once it runs (``started``), the config is validated here and built off the event
+        loop (``reload``), and what runs now serves until the new one is ready."""
         assert options.config
         path = Path(options.config)
         stamp = config_stamp(path)  # before reading, so a change while we read is seen
         cfg = configmod.load(options.config)
-        if self.current is not None and _loop_running():
+        if (self.current is not None or self.started) and _loop_running():
             self._spawn(self.reload("authgw options changed", cfg, options))
         else:
             self.apply(cfg, options)
@@ -152,27 +154,50 @@ class RuntimeManager:
         self, why: str, cfg: Config | None = None, options: Options | None = None
     ) -> bool:
         """Re-read the config file (or use ``cfg``) and build it off the event loop; swap
-        it in when ready. False (the reason logged) if it is invalid: the running one stays."""
+        it in when ready. False (the reason logged) if it is invalid: the running one stays.
+
+        While it builds, its config is in ``_building``, so stopping what no route uses
+        (``_release``, run by another reload's end) spares what this build reads."""
         async with self._reloading:
             epoch, options = self._epoch, options or self._requested
             if not options.config:
                 return False
-            path = options.config
+            installed = False
             try:
-                built = await self._build_in_thread(cfg or configmod.load(path), options)
+                cfg = cfg or configmod.load(options.config)
+                self._building.append(cfg)
+                built = await self._build_off_loop(cfg, options)
+                if epoch != self._epoch:  # shut down while it was built
+                    self._discard(built)
+                    return False
+                self._install(built)
+                installed = True
             except ConfigError as e:
                 logger.error(
                     "authgw: %s: the new config is invalid; the running config stays: %s", why, e
                 )
-                if epoch == self._epoch:
-                    self._release()  # what the failed build started
                 return False
-            if epoch != self._epoch:  # shut down while it was built
-                self._discard(built)
+            except Exception:  # noqa: BLE001 - a bug: logged, the running config stays
+                internal_error(logger, "authgw: %s: building the new config failed", why)
                 return False
-            self._install(built)
-            logger.info("authgw: reloaded %s (%s)", path, why)
+            finally:
+                if cfg is not None and cfg in self._building:
+                    self._building.remove(cfg)
+                if not installed:
+                    self._release()  # what the build started that nothing uses
+            logger.info("authgw: reloaded %s (%s)", options.config, why)
             return True
+
+    async def _build_off_loop(self, cfg: Config, options: Options) -> _Built:
+        """``_build`` in its own thread; if the reload is cancelled after the build was
+        handed over, what it built is discarded here (before that, by the thread)."""
+        future = self._build_in_thread(cfg, options)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._discard(future.result())
+            raise
 
     async def idle(self) -> None:
         """Wait for the reloads under way (and the metrics port's start) to end."""
@@ -190,8 +215,7 @@ class RuntimeManager:
             if result.cancelled():  # nobody will serve it: close what it started
                 if built is not None:
                     self._discard(built)
-                else:
-                    self._release()
+                self._release()
             elif error is not None:
                 result.set_exception(error)
             else:
@@ -213,8 +237,8 @@ class RuntimeManager:
         swap it in whole, or raise ConfigError and keep what runs now."""
         try:
             built = self._build(cfg, options or self.options)
-        except ConfigError:
-            self._release()
+        except Exception:
+            self._release()  # what the build started
             raise
         self._install(built)
 
@@ -227,7 +251,9 @@ class RuntimeManager:
         for warning in cfg.warnings:
             logger.warning("authgw: %s", warning)
         kept = _unchanged(old, cfg)
-        keep = {n: src for n, src in old.sources.items() if n in kept} if old else {}
+        keep: dict[str, sources.Source] = {}
+        if old is not None and old.config.cache == cfg.cache:  # sources take default_ttl
+            keep = {n: src for n, src in old.sources.items() if n in kept}
         built, notes = sources.build_all(cfg, clock=self._clock, secrets=self.secrets, keep=keep)
         verifiers = {
             r.name: old.verifiers[r.name]
@@ -266,6 +292,10 @@ class RuntimeManager:
             old.flowlog.close()
         if b.server is not self._server:
             self._replace_server(b.server)
+        if old is not None:
+            for name, src in old.sources.items():
+                if b.sources.get(name) is not src:
+                    sources.close(src)  # replaced or dropped: what it owns is stopped
         self._release()
         if self.options.map_remote:
             logger.warning(
@@ -282,11 +312,17 @@ class RuntimeManager:
             b.flowlog.close()
         if b.server is not None and b.server is not self._server:
             b.server.stop()
+        running = self.current.sources if self.current else {}
+        for name, src in b.sources.items():
+            if running.get(name) is not src:
+                sources.close(src)
         self._release()
 
     def _release(self) -> None:
-        """Stop the secret readers and clients that no route of the running config uses."""
-        sources.release(self.current.config if self.current else None, self.secrets)
+        """Stop the secret readers and clients that neither the running config nor a
+        config being built uses."""
+        configs = [*self._building, *([self.current.config] if self.current else [])]
+        sources.release(configs, self.secrets)
 
     def _open_flowlog(self, cfg: Config, old: Runtime | None, option: str | None) -> FlowLog | None:
         path = Path(option).expanduser() if option else cfg.flowlog
@@ -429,6 +465,8 @@ class RuntimeManager:
         rt, self.current = self.current, None
         if rt is not None:
             rt.cache.close()
+            for src in rt.sources.values():
+                sources.close(src)
             if rt.flowlog is not None:
                 rt.flowlog.close()
         self._release()  # no secret is read, or logs, after the runtime is gone

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import ADDON_SCRIPT, gateway_env
+from tests.e2e.clients import proxy_request
+from tests.e2e.harness import ADDON_SCRIPT, GatewayFactory, gateway_env
+from tests.e2e.upstreams import Upstream
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +90,42 @@ def test_a_config_error_at_start_is_one_line_and_exit_2(
     assert done.returncode == 2, output
     assert done.stderr.splitlines() == [line], output
     assert "Traceback" not in output and "listening" not in output, output
+
+
+_SETTER = """\
+from mitmproxy import ctx, exceptions, http
+
+
+class Setter:
+    def request(self, flow):
+        if flow.request.pretty_host == "authgw-set.invalid":
+            try:
+                ctx.options.update(authgw_config=flow.request.query["path"])
+                said = "set"
+            except exceptions.OptionsError as e:
+                said = "OptionsError: " + str(e)
+            flow.response = http.Response.make(200, said)
+
+
+addons = [Setter()]
+"""
+
+
+def test_after_start_a_bad_config_is_refused_and_the_proxy_serves_on(
+    gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    """`:set authgw_config=...` once mitmproxy runs: an OptionsError, no exit, and the
+    running config goes on injecting."""
+    setter = tmp_path / "setter.py"
+    setter.write_text(_SETTER)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(route(HMAC + "      algorithm: HS999\n"))
+    good = route(hosts=f'["127.0.0.1:{upstream.port}"]')
+    gateway = gateway_factory(
+        good, env={"AUTHGW_E2E_KEY": "k" * 32}, extra_args=["-s", str(setter)]
+    )
+    said = proxy_request(gateway.port, "GET", f"http://authgw-set.invalid/?path={bad}")
+    assert said.body.decode().startswith("OptionsError: authgw_config: routes[0].token.algorithm")
+    assert proxy_request(gateway.port, "GET", f"{upstream.url}/after").status == 200
+    assert (upstream.last.header("Authorization") or "").startswith("Bearer ")
+    assert gateway.returncode is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
 from authgw.config import Config, ConfigError, Route, SecretRef
@@ -31,6 +31,7 @@ __all__ = [
     "TokenSource",
     "build",
     "build_all",
+    "close",
     "release",
     "secret_refs",
 ]
@@ -119,10 +120,19 @@ def secret_refs(config: Config) -> set[SecretRef]:
     return refs
 
 
-def release(config: Config | None, secrets: SecretStore) -> None:
-    """Stop what no route of ``config`` (None: there is no config any more) uses: the
-    remote secrets' readers, and the STS clients and thread pool (if STS was used)."""
-    secrets.retain(set() if config is None else secret_refs(config))
+def release(configs: Iterable[Config], secrets: SecretStore) -> None:
+    """Stop what no route of ``configs`` uses (none: there is no config any more): the
+    remote secrets' readers, and the STS clients (if STS was used)."""
+    configs = list(configs)
+    secrets.retain(set().union(*(secret_refs(c) for c in configs)))
     sts = sys.modules.get("authgw.sources.sts")  # not imported: nothing of it to stop
     if sts is not None:
-        sts.release(config)
+        sts.release(configs)
+
+
+def close(source: Source) -> None:
+    """Stop what a source owns (a reload replaced or dropped it, or the gateway stops):
+    an STS source's thread pool. The secrets it reads are the store's (``release``)."""
+    stop = getattr(source, "close", None)
+    if stop is not None:
+        stop()

@@ -256,12 +256,16 @@ class SecretStore:
     def reader(self, ref: SecretRef) -> Reader:
         if not ref.remote:
             return SecretReader(ref)
+        wait = ref.timeout + 1 if self._wait is None else self._wait
         with self._lock:
             secret = self._remote.get(ref)
-            if secret is not None:
-                return secret
-            secret = self._remote[ref] = RemoteSecret(ref, fetcher(ref))
-        secret.start(ref.timeout + 1 if self._wait is None else self._wait)
+            new = secret is None
+            if secret is None:
+                secret = self._remote[ref] = RemoteSecret(ref, fetcher(ref))
+        if new:
+            secret.start(wait)
+        elif secret.fingerprint_or_none() is None:
+            secret.wait(wait)  # another build started its first read: wait for it as well
         return secret
 
     def retain(self, refs: set[SecretRef]) -> None:

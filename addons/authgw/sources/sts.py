@@ -2,9 +2,10 @@
 
 boto3 is imported here and nowhere else, so a gateway without an STS route never
 pays for it. One client per (region, profile, endpoint, timeouts), made once and
-shared. Calls run on a small thread pool of their own, off the event loop, and off
-the loop's default executor (which asyncio also uses for DNS lookups: a slow STS
-must not hold up name resolution for every other flow).
+shared (and closed once no route uses those settings). Calls run on a small thread pool
+of the source's own (stopped with it), off the event loop, and off the loop's default
+executor (which asyncio also uses for DNS lookups: a slow STS must not hold up name
+resolution for every other flow).
 
 botocore settings, chosen for a proxy where a request is waiting:
 ``connect_timeout`` 2 s, ``read_timeout`` 5 s, ``max_attempts`` 2 in ``standard``
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
@@ -59,7 +60,6 @@ ClientKey = tuple[str | None, str | None, str | None, float, float, int]
 
 _clients: dict[ClientKey, Any] = {}
 _clients_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
 
 
 def _client_for(config: StsTokenConfig) -> Any:
@@ -98,30 +98,18 @@ def _client_key(config: StsTokenConfig) -> ClientKey:
     )
 
 
-def release(config: Config | None) -> None:
-    """Close the clients no sts route of ``config`` uses (their connection pools), and
-    with no sts route left, stop the thread pool (a later fetch starts a new one)."""
-    global _executor
+def release(configs: Iterable[Config]) -> None:
+    """Close the clients (their connection pools) that no sts route of ``configs`` uses."""
     used = {
         _client_key(r.token)
-        for r in (config.routes if config is not None else ())
+        for config in configs
+        for r in config.routes
         if isinstance(r.token, StsTokenConfig)
     }
     with _clients_lock:
         closing = [_clients.pop(k) for k in list(_clients) if k not in used]
-        executor, _executor = (_executor, None) if not used else (None, _executor)
     for client in closing:
         client.close()
-    if executor is not None:
-        executor.shutdown(wait=False)  # a call under way ends on its own
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    with _clients_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authgw-sts")
-        return _executor
 
 
 def classify(error: BaseException) -> tuple[str, str]:
@@ -160,6 +148,8 @@ class StsSource:
         self.config = config
         self._clock = clock
         self._call = call
+        self._executor: ThreadPoolExecutor | None = None  # made at the first fetch
+        self._closed = False
 
     def check(self) -> None:
         """Make the client now, so a missing region or unknown profile stops the start."""
@@ -197,7 +187,7 @@ class StsSource:
         try:
             self.check()
             assert self._call is not None
-            response = await loop.run_in_executor(_pool(), partial(self._call, **kwargs))
+            response = await loop.run_in_executor(self._pool(), partial(self._call, **kwargs))
         except Exception as e:  # noqa: BLE001 - every failure becomes an error class
             error_class, message = classify(e)
             hint = HINTS.get(error_class)
@@ -211,6 +201,21 @@ class StsSource:
         expiration = response.get("Expiration")
         expires_at = expiration.timestamp() if isinstance(expiration, datetime) else None
         return token_from_jwt(value, self.kind, expires_at=expires_at)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """This source's threads for STS calls (up to 8 at once), made when first needed."""
+        if self._closed:
+            raise TokenUnavailable("internal", f"route {self.route}: dropped by a reload")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authgw-sts")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the threads (a reload replaced this source, or the gateway stops); a call
+        under way ends on its own, and no new one starts."""
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     def upstream_rejected(self) -> None:
         pass  # STS makes a fresh token on the next miss; nothing here is stale

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -19,8 +20,20 @@ SECRET = "remote-secret-value-" + uuid.uuid4().hex
 ROTATED = "rotated-secret-value-" + uuid.uuid4().hex
 
 
+_OPENED: list[RemoteSecret | SecretStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_what_the_test_opened() -> Iterator[None]:
+    """No secret of a finished test reads on (or logs at interpreter exit)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def remote(ref: SecretRef, clock: FakeClock) -> RemoteSecret:
     secret = RemoteSecret(ref, fetcher(ref), monotonic=clock)
+    _OPENED.append(secret)
     secret.start(10)
     return secret
 
@@ -101,6 +114,7 @@ def test_an_upstream_rejection_rereads_at_once(tmp_path: Path) -> None:
 def test_the_store_shares_one_reader_per_reference(tmp_path: Path) -> None:
     (tmp_path / "k").write_text(SECRET)
     store = SecretStore()
+    _OPENED.append(store)
     ref = SecretRef(kind="cmd", name=f"cat {tmp_path / 'k'}")
     assert store.reader(ref) is store.reader(ref)
     assert store.reader(SecretRef(kind="env", name="X")) is not store.reader(
@@ -160,6 +174,7 @@ def test_401s_reread_at_most_once_per_few_seconds(tmp_path: Path) -> None:
         return kept.read_bytes()
 
     secret = RemoteSecret(SecretRef(kind="cmd", name="x", refresh=3600), fetch, monotonic=clock)
+    _OPENED.append(secret)
     secret.start(5)
     for _ in range(10):
         secret.refresh_soon()
@@ -182,6 +197,7 @@ def test_a_closed_secret_starts_no_read_and_arms_no_timer(tmp_path: Path) -> Non
 
 def test_a_closed_store_closes_its_secrets_and_reads_afresh_after() -> None:
     store = SecretStore()
+    _OPENED.append(store)
     ref = SecretRef(kind="cmd", name=f"echo {SECRET}", refresh=60)
     secret = store.reader(ref)
     assert isinstance(secret, RemoteSecret) and secret.wait(10)

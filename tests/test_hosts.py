@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authgw.hosts import HostPattern, normalize_host, parse_host_port
+from authgw.hosts import HostPattern, is_loopback, normalize_host, parse_host_port
 
 
 @pytest.mark.parametrize(
@@ -91,3 +91,18 @@ def test_names_that_only_look_numeric_stay_names() -> None:
     assert normalize_host("1password.com") == "1password.com"
     assert normalize_host("127.0.0.1 x") == "127.0.0.1 x"  # inet_aton would take this
     assert normalize_host("[0:0::1]") == "::1"
+
+
+@pytest.mark.parametrize(
+    "spelling", ["[::ffff:127.0.0.1%tenant-b.example]", "::ffff:127.0.0.1%25eth0", "::1%lo"]
+)
+def test_an_ipv6_zone_id_equals_no_address(spelling: str) -> None:
+    """ipaddress takes any zone text and ipv4_mapped drops it: it must not read as the
+    address a route names, nor as loopback for the plain-http rule."""
+    host = normalize_host(spelling)
+    assert "%" in host
+    assert not HostPattern.parse("127.0.0.1").matches(host, 80)
+    assert not HostPattern.parse("[::1]").matches(host, 80)
+    assert not is_loopback(spelling)
+    with pytest.raises(ValueError, match="zone ids are not supported"):
+        parse_host_port(spelling if spelling.startswith("[") else f"[{spelling}]")

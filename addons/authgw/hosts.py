@@ -38,6 +38,11 @@ def normalize_host(host: str) -> str:
         host = host[1:-1]
     if host.endswith(".") and host != ".":
         host = host[:-1]
+    if "%" in host:
+        # An IPv6 zone id ("fe80::1%eth0"): ipaddress takes any text after the %, and
+        # ipv4_mapped drops it, so "::ffff:127.0.0.1%x" would read as 127.0.0.1. Such a
+        # host stays as written and so equals no route's address.
+        return host
     if ":" in host:
         try:
             address = ipaddress.IPv6Address(host)
@@ -61,6 +66,8 @@ def _parse_port(text: str) -> int:
 
 def _check_hostname(host: str) -> str:
     """``host`` (already normalized) if it is an IP literal or a valid DNS name."""
+    if "%" in host:
+        raise ValueError(f"bad host {host!r}: zone ids are not supported")
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -83,6 +90,8 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
         if rest and not rest.startswith(":"):
             raise ValueError(f"bad host {text!r}")
         port = _parse_port(rest[1:]) if rest else None
+        if "%" in host:
+            raise ValueError(f"bad IPv6 address {host!r}: zone ids are not supported")
         try:
             ipaddress.IPv6Address(host)
         except ValueError as e:
@@ -141,6 +150,8 @@ def is_loopback(host: str) -> bool:
     host = normalize_host(host)
     if host == "localhost":
         return True
+    if "%" in host:
+        return False  # a zone id: not an address the plain-http rule trusts
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

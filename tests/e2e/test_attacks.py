@@ -275,6 +275,18 @@ def test_a_host_header_naming_another_virtual_host_is_421(lab: Lab) -> None:
     assert ok.status == 200 and bearer_token(lab.up["api"].last.header("Authorization")) == STATIC
 
 
+@pytest.mark.parametrize(
+    "zoned", ["[::ffff:127.0.0.1%tenant-b.example]", "[::ffff:127.0.0.1%25tenant-b.example]"]
+)
+def test_a_host_with_an_ipv6_zone_id_is_421(lab: Lab, zoned: str) -> None:
+    """ipaddress takes any zone text and ipv4_mapped drops it: the Host must not read as
+    the route's 127.0.0.1 (the upstream would see the client's name with the token)."""
+    port = lab.up["api"].port
+    url = f"http://127.0.0.1:{port}/zone"
+    assert_421(proxy_request(lab.port, "GET", url, {"Host": f"{zoned}:{port}"}))
+    lab.assert_untouched("api")
+
+
 def test_an_inner_host_header_in_a_tunnel_is_421(lab: Lab) -> None:
     url = f"https://127.0.0.1:{lab.up['tls'].port}/inner"
     ca = lab.gateway.ca_cert_path

@@ -216,18 +216,35 @@ def test_metrics_server_serves_metrics_and_status() -> None:
         metrics.requests.labels("r", "injected").inc()
         server = MetricsServer("127.0.0.1", 0, metrics, lambda: {"routes": ["ok"]})
         await server.start()
+        own = f"127.0.0.1:{server.port}"
+        asks = [
+            ("/metrics", own),
+            ("/status", own),
+            ("/nope", own),
+            ("/status", f"attacker.example:{server.port}"),  # a DNS-rebinding page
+            ("/nope", "attacker.example"),
+            ("/status", f"localhost:{server.port + 1}"),
+            ("/metrics", f"localhost:{server.port}"),
+            ("/healthz", f"[::1]:{server.port}"),
+        ]
         try:
             answers = {}
-            for path in ("/metrics", "/status", "/nope"):
+            for path, host in asks:
                 reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
                 writer.write(
-                    f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                    f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
                 )
-                answers[path] = await asyncio.wait_for(reader.read(), 5)
+                answers[path, host] = await asyncio.wait_for(reader.read(), 5)
                 writer.close()
                 await writer.wait_closed()
         finally:
             await server.close()
+        statuses = {ask: answer.split(b" ", 2)[1] for ask, answer in answers.items()}
+        assert statuses == dict(
+            zip(asks, [b"200", b"200", b"404", b"421", b"421", b"421", b"200", b"200"], strict=True)
+        )
+        assert b"routes" not in answers["/status", f"attacker.example:{server.port}"]
+        answers = {path: answers[path, host] for path, host in asks[:3]}
         assert answers["/metrics"].startswith(b"HTTP/1.1 200 OK")
         assert b'authgw_requests_total{outcome="injected",route="r"} 1.0' in answers["/metrics"]
         assert (
@@ -306,7 +323,8 @@ def test_health_readiness_head_keep_alive_and_bad_input() -> None:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             answers = []
             for method, path in (("GET", "/healthz"), ("GET", "/readyz"), ("HEAD", "/metrics")):
-                writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                host = f"127.0.0.1:{server.port}"
+                writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
                 length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                 body = b"" if method == "HEAD" else await reader.readexactly(length)

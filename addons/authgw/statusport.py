@@ -7,7 +7,9 @@ does), never the proxy port:
     GET /readyz    200 when a config is loaded and no route is broken; else 503 with
                    JSON naming each broken route and its error_class
 
-HEAD works on each. The socket is bound when the server is made, so a busy or forbidden
+HEAD works on each. A request whose ``Host`` is not this port's own (an IP literal or
+``localhost`` with the port) gets 421 and no document: a DNS-rebinding page cannot read
+/status. The socket is bound when the server is made, so a busy or forbidden
 address is an error at configure time (mitmdump refuses to start), not a log line later.
 tornado parses the requests: a huge request line or header is refused, an idle or slow
 client is dropped, and none of it touches the proxy.
@@ -15,6 +17,7 @@ client is dropped, and none of it touches the proxy.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
@@ -25,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
+from authgw.hosts import parse_host_port
 from authgw.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -33,8 +37,44 @@ Document = Callable[[], dict[str, Any]]
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
 
-class _Handler(RequestHandler):
-    def initialize(self, answer: Callable[[], tuple[int, str, bytes]]) -> None:
+def own_host(host_header: str, port: int) -> bool:
+    """Whether a request's ``Host`` names this port the way a client of it would: an IP
+    literal or ``localhost``, with the port. A DNS-rebinding page reaches the port under
+    its own name (``Host: attacker.example:9464``), which is refused."""
+    try:
+        host, given = parse_host_port(host_header)
+    except ValueError:
+        return False
+    if given != port:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _Guarded(RequestHandler):
+    """Answers 421 and nothing else to a request whose Host is not this port's own."""
+
+    def initialize(self, port: int) -> None:
+        self._port = port
+
+    def prepare(self) -> None:
+        if not own_host(self.request.headers.get("Host", ""), self._port):
+            self.set_status(421)
+            self.set_header("Content-Type", "text/plain")
+            self.set_header("Cache-Control", "no-store")
+            self.finish(b"misdirected request: the Host is not this status port\n")
+
+
+class _Handler(_Guarded):
+    def initialize(  # type: ignore[override]
+        self, port: int, answer: Callable[[], tuple[int, str, bytes]]
+    ) -> None:
+        super().initialize(port)
         self._answer = answer
 
     def get(self) -> None:
@@ -82,10 +122,6 @@ class MetricsServer:
             "/healthz": lambda: (200, "text/plain", b"ok\n"),
             "/readyz": readyz,
         }
-        self._app = Application(
-            [(path, _Handler, {"answer": answer}) for path, answer in answers.items()],
-            default_handler_class=_NotFound,
-        )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -99,6 +135,14 @@ class MetricsServer:
         self._sockets = [sock]
         self.port: int = sock.getsockname()[1]
         self._server: HTTPServer | None = None
+        self._app = Application(
+            [
+                (path, _Handler, {"port": self.port, "answer": answer})
+                for path, answer in answers.items()
+            ],
+            default_handler_class=_NotFound,
+            default_handler_args={"port": self.port},
+        )
 
     async def start(self) -> None:
         self._server = HTTPServer(
@@ -131,8 +175,11 @@ class MetricsServer:
             await self._server.close_all_connections()
 
 
-class _NotFound(RequestHandler):
+class _NotFound(_Guarded):
     def prepare(self) -> None:
+        super().prepare()
+        if self._finished:
+            return
         self.set_status(404)
         self.set_header("Content-Type", "text/plain")
         self.finish(b"/metrics, /status, /healthz or /readyz\n")

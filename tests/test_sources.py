@@ -30,7 +30,7 @@ from authgw.config import (
 )
 from authgw.routing import HostPattern
 from authgw.sources import SecretReader
-from authgw.sources.hmac import HmacSource
+from authgw.sources.hmac import HmacSource, serde_float
 from authgw.sources.static import StaticSource
 from authgw.sources.sts import StsSource, classify
 from authgw.tokens import MissingSecret, TokenUnavailable, fingerprint
@@ -387,3 +387,43 @@ def test_a_closed_sts_source_stops_its_threads_and_starts_no_call() -> None:
     with pytest.raises(TokenUnavailable) as info:
         asyncio.run(source.fetch(("https://a.example",)))
     assert info.value.error_class == "internal" and len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1e16, "1e16"),
+        (1.5e16, "1.5e16"),
+        (1e15, "1000000000000000.0"),
+        (1e-7, "1e-7"),
+        (1e-6, "1e-6"),
+        (1e-5, "0.00001"),
+        (0.000123, "0.000123"),
+        (0.1, "0.1"),
+        (100.0, "100.0"),
+        (123456.789, "123456.789"),
+        (-2.5e-10, "-2.5e-10"),
+        (0.0, "0.0"),
+        (1.7976931348623157e308, "1.7976931348623157e308"),
+        (5e-324, "5e-324"),
+        (float("inf"), "null"),
+    ],
+)
+def test_floats_are_written_as_serde_json_writes_them(value: float, text: str) -> None:
+    """ryu's layout (serde_json 1.x): the Rust reporter's token has these bytes."""
+    assert serde_float(value) == text
+
+
+def test_a_float_claim_is_signed_as_the_rust_reporter_signs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLOAT_SECRET", "f" * 32)
+    cfg = HmacTokenConfig(
+        secret=SecretRef(kind="env", name="FLOAT_SECRET"),
+        claims={"big": 1e16, "small": 1e-7, "n": 2},
+        lifetime=None,
+        typ=None,
+    )
+    token = HmacSource("r", cfg).sign(())
+    payload = token.value.split(".")[1]
+    assert base64.urlsafe_b64decode(payload + "==") == b'{"big":1e16,"n":2,"small":1e-7}'

@@ -95,6 +95,30 @@ def test_a_missing_input_is_refused_never_signed_empty(
 
 
 @pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("G" * 1100, "bad claim input method: longer than 1024 characters"),
+        ("G\x00ET", "bad claim input method: not printable UTF-8 text"),
+    ],
+)
+def test_the_method_is_under_the_input_rules(method: str, body: str) -> None:
+    template = compile_claims({"m": "${method}"})
+    assert template is not None
+    with pytest.raises(MissingClaimInput) as caught:
+        template.render(inputs(method=method))
+    assert caught.value.body == body
+
+
+def test_unicode_whitespace_in_a_header_is_kept() -> None:
+    """HTTP strips only SP and HTAB around a field value; U+00A0 and U+3000 are the
+    client's, and the Rust reporter signs them too."""
+    template = compile_claims({"user": "${header:X-User}"})
+    assert template is not None
+    claims, _ = template.render(inputs({"X-User": [" \t\u00a0alice\u3000\t "]}))
+    assert claims == {"user": "\u00a0alice\u3000"}
+
+
+@pytest.mark.parametrize(
     "value", ["${user}", "${header:}", "${header:X User}", "${client:}", "${host:x}", "${}"]
 )
 def test_an_unknown_placeholder_is_a_template_error(value: str) -> None:

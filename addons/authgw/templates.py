@@ -169,23 +169,26 @@ def _merge(parts: list[str | Slot]) -> list[str | Slot]:
 def _read(slot: Slot, inputs: Inputs) -> Any:
     if slot.kind == "host":
         return inputs.host.lower().rstrip(".")
-    if slot.kind == "method":
-        return inputs.method.upper()
     value: Any
-    if slot.kind == "header":
+    name = slot.name or slot.kind
+    if slot.kind == "method":  # the client's request line: under the same rules
+        value = inputs.method.upper()
+    elif slot.kind == "header":
         values = inputs.header(slot.name)
         if len(values) > 1:
-            raise MissingClaimInput(slot.name, f"sent {len(values)} times")
-        value = values[0].strip() if values else ""
+            raise MissingClaimInput(name, f"sent {len(values)} times")
+        # HTTP strips only SP and HTAB around a field value (RFC 9110 5.5); str.strip()
+        # would also take Unicode spaces (U+00A0, U+3000) that the client sent.
+        value = values[0].strip(" \t") if values else ""
     else:
         value = (inputs.client or {}).get(slot.name)
     if value is None or value in ("", [], {}):
-        raise MissingClaimInput(slot.name)
+        raise MissingClaimInput(name)
     if isinstance(value, str):
         if len(value) > MAX_INPUT:
-            raise MissingClaimInput(slot.name, f"longer than {MAX_INPUT} characters")
+            raise MissingClaimInput(name, f"longer than {MAX_INPUT} characters")
         if _UNPRINTABLE.search(value):
-            raise MissingClaimInput(slot.name, "not printable UTF-8 text")
+            raise MissingClaimInput(name, "not printable UTF-8 text")
     return value
 
 

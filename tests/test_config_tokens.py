@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from authgw import config
+from authgw import config, sources
+from authgw.config import ConfigError
 from tests.configs import MINIMAL, error, parse
 
 
@@ -148,3 +149,24 @@ def test_oauth2_errors(settings: str, message: str) -> None:
 def test_oauth2_token_url_over_plain_http_to_loopback_is_fine() -> None:
     cfg = parse("version: 1\nroutes:\n" + OAUTH2 % f"token_url: 'http://127.0.0.1:9/t', {IDS}")
     assert cfg.routes[0].token is not None
+
+
+@pytest.mark.parametrize(
+    ("unset", "field"), [("AUTHGW_T_ID", "client_id"), ("AUTHGW_T_SECRET", "client_secret")]
+)
+def test_a_missing_oauth2_variable_names_its_own_field(
+    monkeypatch: pytest.MonkeyPatch, unset: str, field: str
+) -> None:
+    """Start and `authgw check` name the field whose variable is missing."""
+    monkeypatch.setenv("AUTHGW_T_ID", "my-app")
+    monkeypatch.setenv("AUTHGW_T_SECRET", "s3cret-value")
+    monkeypatch.delenv(unset)
+    settings = (
+        "token_url: 'https://idp.example/t', client_id: {env: AUTHGW_T_ID}, "
+        "client_secret: {env: AUTHGW_T_SECRET}"
+    )
+    cfg = parse("version: 1\nroutes:\n" + OAUTH2 % settings)
+    with pytest.raises(ConfigError) as caught:
+        sources.build_all(cfg)
+    assert caught.value.path == f"routes[0].token.{field}"
+    assert unset in str(caught.value) and "s3cret-value" not in str(caught.value)

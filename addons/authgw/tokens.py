@@ -157,10 +157,14 @@ def remade(kind: type[TokenUnavailable], error_class: str, message: str) -> Toke
 
 
 class MissingSecret(TokenUnavailable):
-    """The secret's env var is unset or empty, or its file is missing or empty."""
+    """The secret's env var is unset or empty, or its file is missing or empty. ``ref``:
+    which of a route's secrets (a config error names its field)."""
 
-    def __init__(self, message: str) -> None:
+    ref: object = None  # the SecretRef, where the reader knows it
+
+    def __init__(self, message: str, ref: object = None) -> None:
         super().__init__("missing_secret", message)
+        self.ref = ref
 
 
 class ExpiredToken(TokenUnavailable):

@@ -9,12 +9,13 @@ secret or setting never serves an old token.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
-from authgw.config import Config, ConfigError, Route, SecretRef
+from authgw.config import Config, ConfigError, Route, SecretRef, TokenConfig
 from authgw.kinds import kind_of
 from authgw.sources.base import Clock, SecretReader, TokenSource
 from authgw.sources.remote import SecretStore
@@ -99,7 +100,7 @@ def build_all(
                     "a token until it appears"
                 )
             else:
-                raise ConfigError(f"routes[{i}].token.{kind.secret_field}", str(e)) from e
+                raise ConfigError(f"routes[{i}].token.{_field_of(token, e)}", str(e)) from e
         except Exception as e:  # noqa: BLE001 - botocore: no region, unknown profile, ...
             reason = str(e)
             if type(e).__name__ == "NoRegionError":
@@ -107,6 +108,14 @@ def build_all(
             raise ConfigError(f"routes[{i}].token", reason) from e
         built[route.name] = source
     return built, notes
+
+
+def _field_of(token: TokenConfig, error: MissingSecret) -> str:
+    """The token field holding the secret that is missing (oauth2 has two)."""
+    for f in dataclasses.fields(token):
+        if error.ref is not None and getattr(token, f.name) == error.ref:
+            return f.name
+    return kind_of(token).secret_field
 
 
 def secret_refs(config: Config) -> set[SecretRef]:

@@ -136,7 +136,7 @@ class SecretReader:
         assert not self.ref.remote, "remote secrets are read by sources.remote.RemoteSecret"
         value = self._load()
         if not value:
-            raise MissingSecret(self._missing_reason())
+            raise MissingSecret(self._missing_reason(), self.ref)
         current = self._current
         if current is None or current[0] is not value:
             current = self._current = (value, fingerprint(value))

@@ -663,3 +663,17 @@ def test_a_reloaded_script_replaces_its_last_word_hook() -> None:
             assert hook_of_second is not None and hook_of_second is not hook_of_first
 
     run(body())
+
+
+@pytest.mark.parametrize(
+    ("listen", "warned"), [("", True), ("0.0.0.0", True), ("127.0.0.1", False), ("::1", False)]
+)
+def test_a_proxy_open_beyond_loopback_without_proxyauth_is_warned_about(
+    env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture, listen: str, warned: bool
+) -> None:
+    async def body(tctx: Any, addon: AuthGateway) -> None:
+        pass
+
+    with_gateway(write_config(tmp_path, BASIC), body, listen_host=listen)
+    said = "without proxyauth: anyone who can reach its port gets the routes' tokens"
+    assert (said in caplog.text) == warned

@@ -90,6 +90,8 @@ def test_run_builds_the_mitmdump_command(tmp_path: Path) -> None:
     assert argv[5:] == [
         "--set",
         f"authgw_config={tmp_path / 'gw.yaml'}",
+        "--listen-host",
+        "127.0.0.1",  # loopback unless the user's arguments (after it) say otherwise
         "--mode",
         "reverse:http://127.0.0.1:1",
     ]

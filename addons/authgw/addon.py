@@ -29,7 +29,7 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from authgw import lastword, retry
+from authgw import lastword, retry, routing
 from authgw.binding import target
 from authgw.config import ConfigError
 from authgw.decision import Decider
@@ -156,6 +156,13 @@ class AuthGateway:
             logger.warning(
                 "authgw: proxy_debug is on: mitmproxy logs the raw bytes it relays, and so "
                 "the tokens authgw injects; do not share that output"
+            )
+        listen = getattr(o, "listen_host", "127.0.0.1")
+        if not getattr(o, "proxyauth", None) and not (listen and routing.is_loopback(listen)):
+            logger.warning(
+                "authgw: the proxy listens on %s without proxyauth: anyone who can reach "
+                "its port gets the routes' tokens injected",
+                listen or "every interface",
             )
         if rt is None:
             return

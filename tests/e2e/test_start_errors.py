@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.launcher import Mitmdump
 from tests.e2e.clients import proxy_request
 from tests.e2e.harness import ADDON_SCRIPT, GatewayFactory, gateway_env
 from tests.e2e.upstreams import Upstream
@@ -129,3 +130,20 @@ def test_after_start_a_bad_config_is_refused_and_the_proxy_serves_on(
     assert proxy_request(gateway.port, "GET", f"{upstream.url}/after").status == 200
     assert (upstream.last.header("Authorization") or "").startswith("Bearer ")
     assert gateway.returncode is None
+
+
+def test_authgw_run_listens_on_loopback_unless_told(tmp_path: Path) -> None:
+    """Anyone who can reach the port gets the routes' tokens: `authgw run` binds
+    127.0.0.1, and `-- --listen-host` (later on mitmdump's line) still decides."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(route())
+    env = gateway_env({"AUTHGW_E2E_KEY": "k" * 32})
+    run = [sys.executable, "-m", "authgw.cli", "run", "-c", str(config), "--"]
+    for extra, host in ((["--listen-port", "0"], "127.0.0.1"), (LOOPBACK_V6, "::1")):
+        with Mitmdump([*run, *extra], env=env, cwd=tmp_path).start(timeout=30) as gateway:
+            said = gateway.wait_for_output(r"listening at (\[[^\]]+\]|[^:\s]+):\d+")
+            assert said.group(1).strip("[]") == host, gateway.output
+            assert "without proxyauth" not in gateway.output
+
+
+LOOPBACK_V6 = ["--listen-host", "::1", "--listen-port", "0"]

@@ -24,7 +24,11 @@ def addon_script() -> Path:
 
 
 def mitmdump_argv(config: Path, extra: Sequence[str] = ()) -> list[str]:
-    """argv that runs mitmdump with the gateway on ``config`` in this Python."""
+    """argv that runs mitmdump with the gateway on ``config`` in this Python.
+
+    It listens on 127.0.0.1 unless ``extra`` says otherwise (``--listen-host`` or
+    ``--set listen_host=``, both later on the line and so the ones that count):
+    anyone who can reach the port gets the routes' tokens injected."""
     return [
         sys.executable,
         "-c",
@@ -33,6 +37,8 @@ def mitmdump_argv(config: Path, extra: Sequence[str] = ()) -> list[str]:
         str(addon_script()),
         "--set",
         f"authgw_config={config}",
+        "--listen-host",
+        "127.0.0.1",
         *extra,
     ]
 

@@ -672,7 +672,7 @@ def test_a_proxy_open_beyond_loopback_without_proxyauth_is_warned_about(
     env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture, listen: str, warned: bool
 ) -> None:
     async def body(tctx: Any, addon: AuthGateway) -> None:
-        pass
+        addon.running()  # said once mitmproxy runs, when its listen options are final
 
     with_gateway(write_config(tmp_path, BASIC), body, listen_host=listen)
     said = "without proxyauth: anyone who can reach its port gets the routes' tokens"

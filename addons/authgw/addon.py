@@ -112,6 +112,9 @@ class AuthGateway:
         self._arrange_last_word()  # options such as map_remote, and scripts, change it
         if "stream_large_bodies" in updated:
             self.decider.apply.streaming = bool(getattr(ctx.options, "stream_large_bodies", None))
+        if "ssl_insecure" in updated:
+            self.decider.tls_unverified = bool(getattr(ctx.options, "ssl_insecure", False))
+            self._warn_about_insecure_tls()
         if not updated & set(OPTIONS):
             return
         o = ctx.options
@@ -150,13 +153,9 @@ class AuthGateway:
         loader = master.addons.get("scriptloader") if master is not None else None
         return loader is not None and getattr(loader, "is_running", None) is False
 
-    def _warn_about_options(self) -> None:
-        o, rt = ctx.options, self.manager.current
-        if getattr(o, "proxy_debug", False):
-            logger.warning(
-                "authgw: proxy_debug is on: mitmproxy logs the raw bytes it relays, and so "
-                "the tokens authgw injects; do not share that output"
-            )
+    def _warn_about_listening(self) -> None:
+        """Said once mitmproxy runs: its listen options are final then."""
+        o = ctx.options
         listen = getattr(o, "listen_host", "127.0.0.1")
         if not getattr(o, "proxyauth", None) and not (listen and routing.is_loopback(listen)):
             logger.warning(
@@ -164,6 +163,28 @@ class AuthGateway:
                 "its port gets the routes' tokens injected",
                 listen or "every interface",
             )
+
+    def _warn_about_insecure_tls(self) -> None:
+        rt = self.manager.current
+        if not self.decider.tls_unverified or rt is None:
+            return
+        routes = [r.name for r in rt.config.routes if r.token and not r.allow_insecure_tls]
+        if routes:
+            logger.warning(
+                "authgw: ssl_insecure is on: upstream certificates are not verified, so "
+                "route(s) %s send no token to https upstreams (502 insecure_upstream) "
+                "unless they set allow_insecure_tls: true",
+                ", ".join(routes),
+            )
+
+    def _warn_about_options(self) -> None:
+        o, rt = ctx.options, self.manager.current
+        if getattr(o, "proxy_debug", False):
+            logger.warning(
+                "authgw: proxy_debug is on: mitmproxy logs the raw bytes it relays, and so "
+                "the tokens authgw injects; do not share that output"
+            )
+        self._warn_about_insecure_tls()
         if rt is None:
             return
         for option in ("ignore_hosts", "tcp_hosts"):
@@ -197,6 +218,7 @@ class AuthGateway:
     def running(self) -> None:
         self._running = True
         self.manager.started = True  # a config set from now on is built off the loop
+        self._warn_about_listening()
         self._arrange_last_word()  # scripts loaded after this one are in the chain now
         if self.manager.options.config and not self.manager.watching:
             self.manager.start_watching_config()

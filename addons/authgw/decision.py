@@ -44,6 +44,7 @@ class Decider:
         self._warned_optional: set[str] = set()
         self._warn_limited = WarnEveryMinute(logger)
         self.apply = Apply(metrics, clock=clock, warn=self._warn_limited)
+        self.tls_unverified = False  # mitmproxy's ssl_insecure (set by the addon)
 
     def decide(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, count: bool = True
@@ -77,7 +78,7 @@ class Decider:
         if kind_of(route.token).signs:
             pending = self._sigv4(rt, flow, route, state)
             return None if pending is None else Later(route, pending=pending)
-        plan = self._token_plan(rt, flow.request, route, state)
+        plan = self._token_plan(rt, flow, route, state)
         if plan is None or isinstance(plan, Answer):
             return plan
         started = time.perf_counter()
@@ -124,7 +125,7 @@ class Decider:
                 if pending is not None:
                     await pending
                 return None
-            found = self._token_plan(rt, flow.request, route, state)
+            found = self._token_plan(rt, flow, route, state)
             if found is None or isinstance(found, Answer):
                 return found
             plan = found
@@ -173,6 +174,7 @@ class Decider:
 
         req = flow.request
         plan.check_scheme(route, req.scheme, req.host)
+        plan.check_transport(route, flow, tls_unverified=self.tls_unverified)
         signer = plan.signer(rt.sources, route.name)
         return signing.prepare(signer, flow, state, streaming=self.apply.streaming)
 
@@ -213,13 +215,14 @@ class Decider:
             annotate.decided(flow, state.record)
 
     def _token_plan(
-        self, rt: Runtime, req: http.Request, route: Route, state: FlowState
+        self, rt: Runtime, flow: http.HTTPFlow, route: Route, state: FlowState
     ) -> tuple[CacheKey, Fetcher] | Answer | None:
         """The cache key and fetcher for the route's token, a 400 for a missing claim
         input, or None: forward without one (an optional secret that is missing)."""
         try:
+            plan.check_transport(route, flow, tls_unverified=self.tls_unverified)
             return plan.token_plan(
-                route, rt.sources[route.name], req, state.record, state.client_claims
+                route, rt.sources[route.name], flow.request, state.record, state.client_claims
             )
         except MissingClaimInput as e:
             return Answer(400, e.body, error_class="missing_claim_input")

@@ -1,13 +1,15 @@
 """A route's token plan: what makes the credential for one request.
 
 For a token route, ``token_plan`` gives the cache key and the fetcher: the scheme is
-checked (``check_scheme``), the claim template rendered and its headers removed, and the
-key holds the source's parameters and the rendered claims. For a sigv4 route,
-``signer`` is the route's signer. The request decision and ``authgw token`` both use
-these, so the CLI shows what the gateway would inject. Errors are raised, never
-answered: ``InsecureUpstream``, ``MissingSecret`` (from the source; optional secrets
-are the caller's call), ``MissingClaimInput`` (a 400 to the caller), ``TypeError`` (a
-route whose source is not what its config says: a reload raced the request).
+checked (``check_scheme``), the claim template rendered and its headers removed, and
+the key holds the source's parameters and the rendered claims; ``check_transport``
+holds the other hops (an upstream proxy, ``ssl_insecure``) to the same rules. For a
+sigv4 route, ``signer`` is the route's signer. The request decision and ``authgw
+token`` both use these, so the CLI shows what the gateway would inject. Errors are
+raised, never answered: ``InsecureUpstream``, ``MissingSecret`` (from the source;
+optional secrets are the caller's call), ``MissingClaimInput`` (a 400 to the caller),
+``TypeError`` (a route whose source is not what its config says: a reload raced the
+request).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from mitmproxy import http
+from mitmproxy.proxy.mode_specs import UpstreamMode
 
 from authgw import routing
 from authgw.cache import CacheKey, Fetcher
@@ -40,6 +43,26 @@ def check_scheme(route: Route, scheme: str, host: str) -> None:
             f"route {route.name}: refusing to send a token over plain http to "
             f"{host} (set allow_http: true to allow)"
         )
+
+
+def check_transport(route: Route, flow: http.HTTPFlow, *, tls_unverified: bool) -> None:
+    """Where else a credential travels in clear or unverified (``InsecureUpstream``): in
+    upstream mode over plain http it reaches the upstream proxy first, so that hop is
+    held to the plain-http rule as well; with mitmproxy's ``ssl_insecure`` no https
+    upstream's certificate is checked, so only a route with ``allow_insecure_tls`` sends
+    one there."""
+    req = flow.request
+    if req.scheme == "https":
+        if tls_unverified and not route.allow_insecure_tls:
+            raise InsecureUpstream(
+                f"route {route.name}: mitmproxy's ssl_insecure is on, so {req.host}'s "
+                "certificate is not verified; refusing to send a token "
+                "(set allow_insecure_tls: true to allow)"
+            )
+        return
+    mode = flow.client_conn.proxy_mode
+    if isinstance(mode, UpstreamMode) and mode.scheme == "http":
+        check_scheme(route, "http", mode.address[0])  # the upstream proxy reads it in clear
 
 
 def token_plan(

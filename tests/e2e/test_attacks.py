@@ -525,3 +525,30 @@ def test_a_script_reloaded_after_authgw_that_moves_a_request_gets_421(
         time.sleep(0.05)
     assert_421(proxy_request(gateway.port, "GET", f"{api.url}/move"))
     lab.assert_untouched("unrouted")
+
+
+def test_with_ssl_insecure_a_token_goes_only_where_the_route_allows_it(
+    tls_upstream: Upstream, gateway_factory: GatewayFactory
+) -> None:
+    """ssl_insecure: mitmproxy checks no upstream certificate, so a token would go to
+    whoever answers. Only a route with allow_insecure_tls sends one (the start log names
+    the others)."""
+    port = tls_upstream.port
+    config = (
+        "version: 1\nroutes:\n"
+        f'  - {{name: strict, hosts: ["localhost:{port}"], '
+        "token: {type: static, value: {env: ATTACK_STATIC}}}\n"
+        f'  - {{name: lax, hosts: ["127.0.0.1:{port}"], allow_insecure_tls: true, '
+        "token: {type: static, value: {env: ATTACK_STATIC}}}\n"
+    )
+    gateway = gateway_factory(
+        config, env={"ATTACK_STATIC": STATIC}, extra_args=["--set", "ssl_insecure=true"]
+    )
+    assert "route(s) strict send no token to https upstreams" in gateway.output
+    ca = gateway.ca_cert_path
+    refused = proxy_request(gateway.port, "GET", f"https://localhost:{port}/s", ca_file=ca)
+    assert refused.status == 502 and refused.header("X-Authgw-Error") == "insecure_upstream"
+    assert tls_upstream.requests == [] and STATIC not in refused.text
+    sent = proxy_request(gateway.port, "GET", f"https://127.0.0.1:{port}/l", ca_file=ca)
+    assert sent.status == 200
+    assert bearer_token(tls_upstream.last.header("Authorization")) == STATIC

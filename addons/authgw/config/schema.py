@@ -184,6 +184,7 @@ class Route:
     prefix: str = "Bearer "
     keep_inbound_as: str | None = None  # None: inbound value dropped ("replace")
     allow_http: bool = False
+    allow_insecure_tls: bool = False  # a token to https even with mitmproxy's ssl_insecure
     verify: VerifyConfig | None = None
     retry_on_401: bool = False  # resend once with a fresh token (body not streamed)
 

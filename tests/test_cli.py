@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import jwt
@@ -108,3 +110,34 @@ def test_run_refuses_an_invalid_config_before_starting(
 
 def test_passthrough_args_only_for_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["decode", "x", "--", "-v"]) == 2
+
+
+def test_version_and_run_help_show_the_passthrough_form(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("authgw ")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "[-- MITMDUMP_ARGS...]" in capsys.readouterr().out
+
+
+def test_mitmdump_arguments_before_the_separator_are_explained(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "-c", "gateway.yaml", "--listen-port", "8081"])
+    assert exited.value.code == 2
+    assert "mitmdump's go after --: authgw run -c FILE -- ARGS" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_is_no_traceback(tmp_path: Path) -> None:
+    """`authgw decode BIG | head -c 1`: the pipe closes under the writer."""
+    big = tmp_path / "big.jwt"
+    big.write_text(jwt.encode({"pad": "x" * 500_000}, "k" * 32, algorithm="HS256"))
+    shell = f"{sys.executable} -m authgw.cli decode - < {big} | head -c 1 >/dev/null"
+    done = subprocess.run(
+        ["/bin/sh", "-c", shell], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

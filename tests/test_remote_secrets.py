@@ -92,7 +92,9 @@ def test_a_failed_reread_keeps_the_last_good_value(tmp_path: Path) -> None:
     assert reread(secret) == ROTATED.encode() and secret.status()["last_error"] is None
 
 
-def test_until_a_first_read_succeeds_the_secret_is_missing(tmp_path: Path) -> None:
+def test_until_a_first_read_succeeds_the_secret_is_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock, kept = FakeClock(0), tmp_path / "later"
     secret = remote(SecretRef(kind="cmd", name=f"cat {kept}", refresh=300), clock)
     with pytest.raises(MissingSecret):
@@ -100,6 +102,8 @@ def test_until_a_first_read_succeeds_the_secret_is_missing(tmp_path: Path) -> No
     kept.write_text(SECRET)
     clock.advance(6)
     assert reread(secret) == SECRET.encode()
+    # The log said the read failed; it says the secret is there now, by fingerprint.
+    assert f"read again ({fingerprint(SECRET)})" in caplog.text and SECRET not in caplog.text
 
 
 def test_an_upstream_rejection_rereads_at_once(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ their listings. This module only wires them to the command line.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +31,10 @@ __all__ = ["addon_script", "build_parser", "main", "mitmdump_argv"]
 
 DEFAULT_CONFIG = "gateway.yaml"
 
-SRC_FORMS = "env:NAME, file:PATH, cmd:COMMAND or config:FILE#route"
+SRC_FORMS = (
+    "env:NAME, file:PATH, cmd:COMMAND, aws_secretsmanager:NAME[#FIELD], aws_ssm:NAME "
+    "or config:FILE#route"
+)
 
 
 def _pair(sep: str) -> Any:
@@ -48,12 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgw", description="An auth gateway that lives inside mitmproxy."
     )
+    parser.add_argument("--version", action="version", version=f"authgw {_version()}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help)
 
     p = verb("run", "run mitmdump with the gateway (arguments after -- go to mitmdump)")
+    p.usage = "authgw run [-h] [-c CONFIG] [-- MITMDUMP_ARGS...]"
+    p.epilog = "e.g. authgw run -c gateway.yaml -- --listen-port 8081 --mode reverse:https://api"
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
     p.set_defaults(func=cmd_run, mitmdump_args=[])
 
@@ -152,11 +160,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1 :]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        hint = " (mitmdump's go after --: authgw run -c FILE -- ARGS)" if args.verb == "run" else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if passthrough:
         if args.verb != "run":
             print("authgw: arguments after -- are only for `authgw run`", file=sys.stderr)
             return 2
         args.mitmdump_args = passthrough
-    result: Any = args.func(args)
+    try:
+        result: Any = args.func(args)
+    except BrokenPipeError:  # `authgw token ... | head`: the reader left; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's exit flush must not fail again
+        return 0
     return int(result)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("authgw")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"

@@ -200,7 +200,7 @@ class RemoteSecret:
                 if value is not None
                 else min(self.ref.refresh, RETRY_AFTER_FAILURE)
             )
-            before = self._current
+            before, failing = self._current, self._error is not None
             if value is not None:
                 changed = before is not None and value != before[0]
                 self._current = (value, fingerprint(value))
@@ -219,6 +219,8 @@ class RemoteSecret:
         fp = None if current is None else current[1]
         if value is not None and changed:
             logger.info("authgw: %s changed (now %s)", self.ref.describe(), fp)
+        elif value is not None and failing:  # the log said it failed: say it works now
+            logger.warning("authgw: %s: read again (%s)", self.ref.describe(), fp)
         elif value is None and current is not None:
             logger.warning(
                 "authgw: %s: re-read failed (%s); keeping the value read before (%s)",

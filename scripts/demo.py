@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import sys
 import tempfile
 import textwrap
@@ -195,6 +196,9 @@ def main() -> int:
         "--keep-running", action="store_true", help="leave the gateway up for curl until Ctrl-C"
     )
     args = parser.parse_args()
+    # SIGTERM (kill, a service manager) ends the demo as Ctrl-C does: the finally blocks
+    # below stop mitmdump and the echo servers instead of leaving them running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     echoes = [start_echo() for _ in range(4)]
     dash, partner, gw, idp = (s.server_address[1] for s in echoes)

@@ -194,6 +194,16 @@ def test_literal_secret_is_warned_and_kept_out_of_repr() -> None:
             2,
         ),
         (("version: 1", "version: 1\ntimeout: 3"), "(top level): unknown key", 2),
+        (
+            ("    token:", "    retry_on_410: true\n    token:"),
+            "routes[0]: unknown key 'retry_on_410' (did you mean retry_on_401?); expected",
+            5,
+        ),
+        (
+            ("{env: DASH_SECRET}", "{env: DASH_SECRET, s3cr3t-pasted-here-9f8a: 1}"),
+            "routes[0].token.secret: unknown key; expected one of env, file",  # not named
+            7,
+        ),
     ],
 )
 def test_errors_name_field_reason_and_line(

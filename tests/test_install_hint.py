@@ -10,7 +10,7 @@ from authgw import install_hint
 @pytest.mark.parametrize(
     ("prefix", "expected"),
     [
-        ("/home/u/.local/share/pipx/venvs/mitmproxy", "pipx inject mitmproxy "),
+        ("/home/u/.local/share/pipx/venvs/mitmproxy", "pipx inject --force mitmproxy "),
         ("/opt/homebrew/Cellar/mitmproxy/12.3.1/libexec", "/py -m pip install "),
         ("/srv/venv", "/py -m pip install "),
     ],
@@ -37,7 +37,8 @@ def test_a_pipx_venv_is_known_by_its_metadata_file(tmp_path: Path) -> None:
     env = tmp_path / "venvs" / "mitmproxy"
     env.mkdir(parents=True)
     (env / "pipx_metadata.json").write_text("{}")
-    assert install_hint.install_command(str(env), "/py").startswith("pipx inject mitmproxy ")
+    command = install_hint.install_command(str(env), "/py")
+    assert command.startswith("pipx inject --force mitmproxy ")
 
 
 def test_a_uv_venv_is_known_by_its_pyvenv_cfg(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def install_command(prefix: str = sys.prefix, executable: str = sys.executable) 
             f"with pipx, uv or pip instead, then add {here} to it"
         )
     if (env / "pipx_metadata.json").is_file() or "pipx" in env.parts:
-        return f"pipx inject {env.name} {here}"
+        return f"pipx inject --force {env.name} {here}"  # --force: again after an earlier inject
     if (env / "uv-receipt.toml").is_file() or _made_by_uv(env):
         with_it = f"--with {here}"
         return f"uv tool install mitmproxy {with_it} (or: uvx --from mitmproxy {with_it} mitmdump)"

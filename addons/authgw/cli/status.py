@@ -43,6 +43,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             doc = json.loads(response.read())
     except (OSError, ValueError) as e:
         print(f"authgw: cannot read {url}: {e}", file=sys.stderr)
+        if isinstance(e, OSError):
+            print(
+                "authgw: is the gateway running, with `metrics: HOST:PORT` in its config "
+                "(or --set authgw_metrics=HOST:PORT)? Its status is served there",
+                file=sys.stderr,
+            )
         return 2
     if args.json:
         print(json.dumps(doc, indent=2))

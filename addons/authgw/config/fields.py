@@ -10,6 +10,7 @@ config file's directory.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,12 @@ class FieldReader:
             raise self.error(path, f"must be a mapping, not {kind_of(value)}", parent, key)
         for k in value:
             if not isinstance(k, str) or k not in allowed:
-                # The key itself is not named: a secret pasted in the wrong place is a key.
+                # A key is named only when it is a misspelling of an allowed one: a secret
+                # pasted in the wrong place is a key too, and must not be shown.
+                close = difflib.get_close_matches(k, allowed, 1, 0.8) if isinstance(k, str) else []
+                what = f"unknown key {k!r} (did you mean {close[0]}?)" if close else "unknown key"
                 raise self.error(
-                    path or "(top level)",
-                    f"unknown key; expected one of {', '.join(allowed)}",
-                    value,
-                    k,
+                    path or "(top level)", f"{what}; expected one of {', '.join(allowed)}", value, k
                 )
         return value
 

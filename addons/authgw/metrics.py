@@ -26,6 +26,7 @@ from prometheus_client.exposition import generate_latest
 
 from authgw.cache import CacheKey, TokenCache
 from authgw.config import Config
+from authgw.kinds import kind_of
 from authgw.tokens import TokenUnavailable
 
 logger = logging.getLogger(__name__)
@@ -209,3 +210,30 @@ def status_document(
         "backoff": failures,
         "unmatched_errors": last_errors.get(NO_ROUTE),
     }
+
+
+def readiness_document(
+    config: Config,
+    sources: Mapping[str, Any],
+    cache: TokenCache,
+    last_errors: Mapping[str, Mapping[str, Any]],
+) -> tuple[bool, dict[str, Any]]:
+    """(ready, the /readyz document): no route is broken. A route is broken when its
+    last fetch failed and it holds no usable token, or its secret (kept elsewhere) has
+    never been read."""
+    usable = {key.route for key, _ in cache.items()}
+    broken = {
+        name: error["error_class"]
+        for name, error in last_errors.items()
+        if name != NO_ROUTE and name not in usable
+    }
+    for route in config.routes:
+        secret = getattr(sources.get(route.name), "secret", None)
+        optional = route.token is not None and kind_of(route.token).optional(route.token)
+        if secret is not None and not optional and secret.fingerprint_or_none() is None:
+            broken.setdefault(route.name, "missing_secret")
+    doc = {
+        "ready": not broken,
+        "broken": [{"route": n, "error_class": c} for n, c in sorted(broken.items())],
+    }
+    return not broken, doc

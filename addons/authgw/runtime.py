@@ -10,25 +10,22 @@ lifecycle. Nothing here touches ``mitmproxy.ctx``: the addon hands in the option
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from authgw import config as configmod
-from authgw import routing, sources
+from authgw import offloop, routing, sources
 from authgw.cache import TokenCache
 from authgw.config import Config, ConfigError
 from authgw.flowlog import FlowLog
-from authgw.kinds import kind_of
 from authgw.logs import internal_error
-from authgw.metrics import NO_ROUTE, Metrics, status_document
+from authgw.metrics import Metrics, readiness_document, status_document
 from authgw.statusport import MetricsServer
 from authgw.verify import RouteVerifier
+from authgw.watcher import ConfigWatcher, config_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +73,6 @@ def _loop_running() -> bool:
     return True
 
 
-def config_stamp(path: Path) -> bytes | None:
-    """The config file's content digest: mtimes can tie when a file is rewritten quickly."""
-    try:
-        return hashlib.sha256(path.read_bytes()).digest()
-    except OSError:
-        return None
-
-
 @dataclass
 class _Built:
     """What a config builds before it serves; made off the event loop on a reload."""
@@ -114,9 +103,10 @@ class RuntimeManager:
         self.options = Options()  # those of the runtime that serves
         self._requested = Options()  # the last ones asked for: what a reload builds
         self._clock = clock
-        self._watch_interval = watch_interval
         self._server: MetricsServer | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = ConfigWatcher(
+            lambda: self.reload("the config file changed"), watch_interval
+        )
         self._tasks: set[asyncio.Task[Any]] = set()  # reloads, the metrics port's start
         self._closing: set[asyncio.Task[Any]] = set()  # closing old ports' connections
         self._reloading = asyncio.Lock()  # one build at a time: each sees the last installed
@@ -142,7 +132,7 @@ class RuntimeManager:
         else:
             self.apply(cfg, options)
         self._requested = options
-        self.start_watching(path, stamp)
+        self._watcher.start(path, stamp)
 
     def reload_soon(self, why: str) -> None:
         """Validate the config file now (ConfigError if invalid: the running one stays),
@@ -205,32 +195,17 @@ class RuntimeManager:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _build_in_thread(self, cfg: Config, options: Options) -> asyncio.Future[_Built]:
-        """``_build`` in a thread of its own that ends with it (not a pool's, which would
-        outlive it). If the reload is cancelled meanwhile (shutdown), what it built is
-        discarded when it is done."""
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[_Built] = loop.create_future()
+        """``_build`` off the event loop (``offloop``); a build nobody waits for any more
+        (the reload was cancelled: shutdown) is discarded when it is done."""
 
-        def deliver(built: _Built | None, error: BaseException | None) -> None:
-            if result.cancelled():  # nobody will serve it: close what it started
-                if built is not None:
-                    self._discard(built)
-                self._release()
-            elif error is not None:
-                result.set_exception(error)
-            else:
-                result.set_result(cast(_Built, built))
+        def abandoned(built: _Built | None) -> None:
+            if built is not None:
+                self._discard(built)
+            self._release()  # what it started: no route of a config in use reads it
 
-        def run() -> None:
-            try:
-                built, error = self._build(cfg, options), None
-            except BaseException as e:  # noqa: BLE001 - handed to the awaiting reload
-                built, error = None, e
-            with contextlib.suppress(RuntimeError):  # the loop is closed: mitmproxy exited
-                loop.call_soon_threadsafe(deliver, built, error)
-
-        threading.Thread(target=run, name="authgw-reload", daemon=True).start()
-        return result
+        return offloop.run_in_thread(
+            lambda: self._build(cfg, options), name="authgw-reload", abandoned=abandoned
+        )
 
     def apply(self, cfg: Config, options: Options | None = None) -> None:
         """Build everything for ``cfg`` (with ``options``, else the running ones) here and
@@ -306,9 +281,7 @@ class RuntimeManager:
 
     def _discard(self, b: _Built) -> None:
         """A build nobody will serve: close what it opened that the runtime does not use."""
-        if b.flowlog is not None and (
-            self.current is None or b.flowlog is not self.current.flowlog
-        ):
+        if b.flowlog is not None and b.flowlog is not getattr(self.current, "flowlog", None):
             b.flowlog.close()
         if b.server is not None and b.server is not self._server:
             b.server.stop()
@@ -340,15 +313,7 @@ class RuntimeManager:
 
     def _metrics_server(self, cfg: Config, option: str | None) -> MetricsServer | None:
         where = "authgw_metrics" if option else "metrics"
-        address = cfg.metrics
-        if option:
-            try:
-                host, port = routing.parse_host_port(option)
-            except ValueError as e:
-                raise ConfigError(where, f"{e} (expected host:port)") from e
-            if port is None:
-                raise ConfigError(where, f"{option!r} has no port (expected host:port)")
-            address = (host, port)
+        address = configmod.listen_address(option, where) if option else cfg.metrics
         if address is None:
             return None
         if self._server is not None and self._server.address == address:
@@ -393,71 +358,29 @@ class RuntimeManager:
         )
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, the /readyz document): a config is loaded and no route is broken. A
-        route is broken when its last fetch failed and it holds no usable token, or its
-        secret (kept elsewhere) has never been read."""
+        """(ready, the /readyz document): ``metrics.readiness_document``."""
         rt = self.current
         if rt is None:
             return False, {"ready": False, "reason": "no config loaded"}
-        usable = {key.route for key, _ in rt.cache.items()}
-        broken = {
-            name: error["error_class"]
-            for name, error in rt.last_errors.items()
-            if name != NO_ROUTE and name not in usable
-        }
-        for route in rt.config.routes:
-            source = rt.sources.get(route.name)
-            secret = getattr(source, "secret", None)
-            optional = route.token is not None and kind_of(route.token).optional(route.token)
-            if secret is not None and not optional and secret.fingerprint_or_none() is None:
-                broken.setdefault(route.name, "missing_secret")
-        doc = {
-            "ready": not broken,
-            "broken": [{"route": n, "error_class": c} for n, c in sorted(broken.items())],
-        }
-        return not broken, doc
+        return readiness_document(rt.config, rt.sources, rt.cache, rt.last_errors)
 
     # -- the reload watcher ------------------------------------------------------
 
     @property
     def watching(self) -> bool:
-        return self._watcher is not None
+        return self._watcher.watching
 
     def start_watching_config(self) -> None:
         """Watch the loaded config file from its content now (at start, once a loop runs)."""
         assert self.options.config
         path = Path(self.options.config)
-        self.start_watching(path, config_stamp(path))
-
-    def start_watching(self, path: Path, stamp: bytes | None) -> None:
-        """Poll the config file (once a second; it is small) and reload when it changes."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-        try:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(path, stamp))
-        except RuntimeError:
-            self._watcher = None  # no event loop yet: the addon's `running` starts it
-
-    async def _watch(self, path: Path, stamp: bytes | None) -> None:
-        """Reload on every change, whatever goes wrong: an error is logged and the watch
-        goes on (the running config stays until a valid one arrives)."""
-        while True:
-            await asyncio.sleep(self._watch_interval)
-            try:
-                now = config_stamp(path)
-                if now != stamp:
-                    stamp = now
-                    await self.reload("the config file changed")
-            except Exception:  # noqa: BLE001 - the watcher must outlive any bug
-                internal_error(logger, "authgw: reloading %s failed; still watching it", path)
+        self._watcher.start(path, config_stamp(path))
 
     def shutdown(self) -> None:
         """Stop everything the runtime started (unset ``authgw_config``, unload, exit)."""
         self._epoch += 1
         self._requested = Options()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        self._watcher.stop()
         for task in list(self._tasks):
             task.cancel()  # reloads under way, the metrics port's start
         if self._server is not None:

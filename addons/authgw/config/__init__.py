@@ -16,7 +16,7 @@ Modules::
 Import from here: the modules' split is not part of the interface.
 """
 
-from authgw.config.loader import load, parse
+from authgw.config.loader import listen_address, load, parse
 from authgw.config.schema import (
     DYNAMIC,
     CacheSettings,
@@ -49,6 +49,7 @@ __all__ = [
     "TokenConfig",
     "VerifyConfig",
     "claim_template",
+    "listen_address",
     "load",
     "parse",
 ]

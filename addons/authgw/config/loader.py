@@ -105,6 +105,17 @@ def _document(r: FieldReader, data: Any) -> Config:
     )
 
 
+def listen_address(text: str, where: str) -> tuple[str, int]:
+    """``host:port`` given as an option (``authgw_metrics``): ConfigError naming it."""
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as e:
+        raise ConfigError(where, f"{e} (expected host:port)") from None
+    if port is None:
+        raise ConfigError(where, f"{text!r} has no port (expected host:port)")
+    return host, port
+
+
 def _listen_address(r: FieldReader, value: str, path: str, parent: Any) -> tuple[str, int]:
     try:
         host, port = parse_host_port(value)

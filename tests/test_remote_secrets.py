@@ -4,6 +4,7 @@ and AWS Secrets Manager and SSM through moto's server on loopback."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,37 @@ def test_a_closed_store_closes_its_secrets_and_reads_afresh_after() -> None:
     store.close()
     assert secret._closed  # what close() promises
     assert store.reader(ref) is not secret
+
+
+def test_closing_a_secret_ends_its_command_under_way(tmp_path: Path) -> None:
+    """The route was dropped (or the gateway stops) while its command runs: the command's
+    whole session is killed, not left to run on after its owner."""
+    started = tmp_path / "started"
+    ref = SecretRef(kind="cmd", name=f"echo $$ > {started}; sleep 300; echo x", timeout=600)
+    secret = RemoteSecret(ref, fetcher(ref), monotonic=FakeClock(0))
+    _OPENED.append(secret)
+    secret.start(0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (started.exists() and started.read_text().strip()):
+        time.sleep(0.01)
+    pid = int(started.read_text())  # the shell's: its session is the command's group
+    assert _alive_in_group(pid)
+    secret.close()
+    assert secret.wait(10)  # the read ended: its command is gone
+    assert _alive_in_group(pid) == []
+    with pytest.raises(MissingSecret):
+        secret.read()
+
+
+def _alive_in_group(pgid: int) -> list[int]:
+    """Processes of the process group that still run (a killed one may linger as a
+    zombie until init reaps it)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive

@@ -35,9 +35,14 @@ class ReadFailed(AuthgwError):
     """A secret could not be read; the message says why, never with the secret."""
 
 
-def run_command(command: str, timeout: float) -> bytes:
+def run_command(
+    command: str,
+    timeout: float,
+    track: Callable[[subprocess.Popen[bytes] | None], None] | None = None,
+) -> bytes:
     """``/bin/sh -c command``'s stdout, one trailing newline dropped; ``ReadFailed`` if it
-    cannot run, times out, exits non-zero or prints nothing."""
+    cannot run, times out, exits non-zero or prints nothing. ``track`` is told the
+    process while it runs, and None once it has ended (``Command.close``)."""
     try:
         # A session of its own, so a timeout ends the whole command, not only the shell.
         proc = subprocess.Popen(
@@ -49,13 +54,17 @@ def run_command(command: str, timeout: float) -> bytes:
         )
     except OSError as e:
         raise ReadFailed(f"cannot run /bin/sh: {e.strerror}") from None
+    if track is not None:
+        track(proc)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc)
         proc.communicate()
         raise ReadFailed(f"command did not finish within {timeout:g} s") from None
+    finally:
+        if track is not None:
+            track(None)
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if done.returncode != 0:
         # stderr names the failure (permission denied, not found); stdout may hold the secret.
@@ -74,10 +83,42 @@ def _printable(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """The command's whole session (it has one of its own), not only the shell."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Command:
+    """A ``cmd:`` secret's read; ``close`` ends a run under way (the secret's route was
+    dropped, or the gateway stops), so no command outlives its owner."""
+
+    def __init__(self, ref: SecretRef) -> None:
+        self.ref = ref
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._closed = False
+
+    def __call__(self) -> bytes:
+        return run_command(self.ref.name, self.ref.timeout, self._track)
+
+    def _track(self, proc: subprocess.Popen[bytes] | None) -> None:
+        with self._lock:
+            self._proc = proc
+            if proc is not None and self._closed:
+                _kill(proc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._proc is not None and self._proc.returncode is None:
+                _kill(self._proc)
+
+
 def fetcher(ref: SecretRef) -> Callable[[], bytes]:
     """The blocking read for a remote reference (boto3 is imported only for AWS ones)."""
     if ref.kind == "cmd":
-        return lambda: run_command(ref.name, ref.timeout)
+        return Command(ref)
     from authgw.sources import aws_secrets
 
     return aws_secrets.fetcher(ref)
@@ -161,13 +202,17 @@ class RemoteSecret:
             return {"value_age": age, "last_error": self._error, "refresh": self.ref.refresh}
 
     def close(self) -> None:
-        """Start no read and arm no timer from now on; a read under way ends silently.
-        (Its owner's runtime is gone: nothing may log through a closed event loop.)"""
+        """Start no read and arm no timer from now on; a read under way ends silently (a
+        command is killed). (Its owner's runtime is gone: nothing may log through a
+        closed event loop.)"""
         with self._lock:
             self._closed = True
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
+        stop = getattr(self._fetch, "close", None)
+        if stop is not None:
+            stop()  # a command under way is ended (its process group)
 
     def _refresh_now(self) -> threading.Event | None:
         with self._lock:

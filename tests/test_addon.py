@@ -92,6 +92,9 @@ def with_gateway(config: Path, body: Body, *, clock: Any = None, **options: Any)
     run(main())
 
 
+RETARGETING = "upstream_header: X-Upstream-Host\n" + BASIC  # off unless a config names it
+
+
 def test_inert_without_config() -> None:
     async def main() -> None:
         addon = AuthGateway()
@@ -208,6 +211,19 @@ def test_upstream_header(
             assert f.response is not None and f.response.status_code == status
             assert "Authorization" not in f.request.headers
 
+    with_gateway(write_config(tmp_path, RETARGETING), body)
+
+
+def test_without_upstream_header_a_client_cannot_retarget(env: None, tmp_path: Path) -> None:
+    """Off by default: X-Upstream-Host is an ordinary header, the target stays."""
+
+    async def body(tctx: taddons.context, addon: AuthGateway) -> None:
+        f = flow("127.0.0.1", 8080, "http", headers={"X-Upstream-Host": "gw.internal"})
+        await hook(addon.request(f))
+        assert (f.request.host, f.request.port) == ("127.0.0.1", 8080)
+        assert f.request.headers["X-Upstream-Host"] == "gw.internal"
+        assert wire(f.request.headers, "Authorization").startswith("Bearer ey")  # dash's
+
     with_gateway(write_config(tmp_path, BASIC), body)
 
 
@@ -218,7 +234,7 @@ def test_upstream_header_sent_twice_is_400(env: None, tmp_path: Path) -> None:
         await hook(addon.request(f))
         assert f.response is not None and f.response.status_code == 400
 
-    with_gateway(write_config(tmp_path, BASIC), body)
+    with_gateway(write_config(tmp_path, RETARGETING), body)
 
 
 @pytest.mark.parametrize(
@@ -466,7 +482,7 @@ def test_the_token_is_on_before_a_streamed_body_is_sent(env: None, tmp_path: Pat
         assert rejected.response is not None and rejected.response.status_code == 403
         assert rejected.request.stream is False  # answered here: never streamed upstream
 
-    with_gateway(write_config(tmp_path, BASIC), body)
+    with_gateway(write_config(tmp_path, RETARGETING), body)
 
 
 def test_a_flow_retargeted_after_requestheaders_is_decided_again(env: None, tmp_path: Path) -> None:

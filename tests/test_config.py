@@ -14,7 +14,7 @@ from tests.configs import MINIMAL, error, parse
 def test_minimal_config_gets_the_documented_defaults() -> None:
     cfg = parse(MINIMAL)
     assert cfg.unmatched == "passthrough"
-    assert cfg.upstream_header == "X-Upstream-Host"
+    assert cfg.upstream_header is None  # off unless the config names a header
     assert cfg.upstream_scheme == "https"
     assert cfg.cache == config.CacheSettings(1024, 60, 10, 5)
     assert cfg.flowlog is None and cfg.metrics is None

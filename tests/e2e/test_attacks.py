@@ -129,7 +129,8 @@ def routes_config(up: dict[str, Upstream]) -> str:
             "verify": verify,
         },
     ]
-    return json.dumps({"version": 1, "unmatched": "reject", "routes": routes})
+    top = {"version": 1, "unmatched": "reject", "upstream_header": "X-Upstream-Host"}
+    return json.dumps({**top, "routes": routes})
 
 
 @pytest.fixture(scope="module")

@@ -291,7 +291,7 @@ def reverse_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             tmp_path_factory.mktemp("bad-reverse"),
             ["default", "target"],
             {"default": "reverse_default", "target": "reverse_target"},
-            {"upstream_scheme": "http"},
+            {"upstream_header": "X-Upstream-Host", "upstream_scheme": "http"},
             lambda ups: ["--mode", f"reverse:{ups['default'].url}"],
         )
         yield lab

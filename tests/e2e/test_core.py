@@ -230,7 +230,7 @@ def reverse_lab(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> I
         factory = GatewayFactory(tmp, upstream_ca=certs.ca_cert)
         stack.callback(factory.stop_all)
         gateway = factory.start(
-            config_text([route], upstream_scheme="http"),
+            config_text([route], upstream_header="X-Upstream-Host", upstream_scheme="http"),
             env={"AUTHGW_E2E_REVERSE": key},
             extra_args=[
                 *("--mode", f"reverse:{ups['default'].url}"),

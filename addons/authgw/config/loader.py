@@ -83,7 +83,7 @@ def _document(r: FieldReader, data: Any) -> Config:
     if top["version"] != 1 or isinstance(top["version"], bool):
         raise r.error("version", "is not supported (only 1)", top, "version")
     cache = _cache(r, top)
-    upstream_header = r.optional_str(top, "upstream_header", "", "X-Upstream-Host")
+    upstream_header = r.optional_str(top, "upstream_header", "", None)  # off unless named
     if upstream_header is not None:
         r.header_name(upstream_header, "upstream_header", top, "upstream_header")
     flowlog = r.optional_str(top, "flowlog", "", None)

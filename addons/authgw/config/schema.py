@@ -202,7 +202,7 @@ class CacheSettings:
 class Config:
     routes: tuple[Route, ...]
     unmatched: Literal["passthrough", "reject"] = "passthrough"
-    upstream_header: str | None = "X-Upstream-Host"
+    upstream_header: str | None = None  # off unless the config names a header
     upstream_scheme: Literal["http", "https"] = "https"
     cache: CacheSettings = CacheSettings()
     flowlog: Path | None = None

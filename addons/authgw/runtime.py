@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,13 @@ def _unchanged(old: Runtime | None, cfg: Config) -> set[str]:
     return {r.name for r in old.config.routes if r in cfg.routes} if old else set()
 
 
+def _close_all_but(built: Mapping[str, sources.Source], kept: Mapping[str, sources.Source]) -> None:
+    """Close each source of ``built`` that ``kept`` does not hold under its name."""
+    for name, src in built.items():
+        if kept.get(name) is not src:
+            sources.close(src)
+
+
 def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
@@ -84,6 +91,7 @@ class _Built:
     flowlog: FlowLog | None
     server: MetricsServer | None
     notes: list[str]
+    kept: set[str]  # routes whose settings the running runtime has as they are
 
 
 class RuntimeManager:
@@ -244,14 +252,13 @@ class RuntimeManager:
             if flowlog is not None and (old is None or flowlog is not old.flowlog):
                 flowlog.close()
             raise
-        return _Built(cfg, options, built, verifiers, flowlog, server, notes)
+        return _Built(cfg, options, built, verifiers, flowlog, server, notes, kept)
 
     def _install(self, b: _Built) -> None:
         """Swap ``b`` in (on the event loop), then stop what only the old runtime used."""
         old = self.current
         for note in b.notes:
             logger.warning("authgw: %s", note)
-        kept = _unchanged(old, b.config)
         if old is not None and old.config.cache == b.config.cache:
             cache = old.cache
         else:
@@ -259,7 +266,7 @@ class RuntimeManager:
             if old is not None:
                 old.cache.close()
         cache.live({name: src.generation for name, src in b.sources.items()})
-        last_errors = {n: e for n, e in old.last_errors.items() if n in kept} if old else {}
+        last_errors = {n: e for n, e in old.last_errors.items() if n in b.kept} if old else {}
         self.options = b.options
         self.current = Runtime(b.config, b.sources, cache, b.verifiers, b.flowlog, last_errors)
         self.metrics.bind({name: src.kind for name, src in b.sources.items()}, cache)
@@ -268,9 +275,7 @@ class RuntimeManager:
         if b.server is not self._server:
             self._replace_server(b.server)
         if old is not None:
-            for name, src in old.sources.items():
-                if b.sources.get(name) is not src:
-                    sources.close(src)  # replaced or dropped: what it owns is stopped
+            _close_all_but(old.sources, b.sources)  # replaced or dropped: stop what they own
         self._release()
         if self.options.map_remote:
             logger.warning(
@@ -285,10 +290,7 @@ class RuntimeManager:
             b.flowlog.close()
         if b.server is not None and b.server is not self._server:
             b.server.stop()
-        running = self.current.sources if self.current else {}
-        for name, src in b.sources.items():
-            if running.get(name) is not src:
-                sources.close(src)
+        _close_all_but(b.sources, self.current.sources if self.current else {})
         self._release()
 
     def _release(self) -> None:
@@ -388,8 +390,7 @@ class RuntimeManager:
         rt, self.current = self.current, None
         if rt is not None:
             rt.cache.close()
-            for src in rt.sources.values():
-                sources.close(src)
+            _close_all_but(rt.sources, {})
             if rt.flowlog is not None:
                 rt.flowlog.close()
         self._release()  # no secret is read, or logs, after the runtime is gone

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import textwrap
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from scripts.loopback import free_port
 from tests.e2e.clients import proxy_request, wait_until
 from tests.e2e.harness import REPO, Gateway, GatewayFactory
 from tests.e2e.helpers import new_secret, read_flowlog, replace_file
@@ -99,13 +99,6 @@ def _config(
             f"refresh: {(refresh or {}).get(name, 1)}}}}}",
         ]
     return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_counts_after_50_reloads_equal_a_fresh_loads(

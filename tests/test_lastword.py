@@ -55,4 +55,6 @@ def test_mitmproxys_own_addons_count_under_the_options_that_make_them_change_req
 
 
 def test_the_last_word_itself_does_not_count() -> None:
-    assert not lastword.needed([ME, lastword.LastWord(lambda flow: None)], ME, NO_OPTIONS)
+    assert not lastword.needed(
+        [ME, lastword.LastWord(lambda flow: None, lambda flow: None)], ME, NO_OPTIONS
+    )

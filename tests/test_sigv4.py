@@ -212,7 +212,8 @@ def test_repeated_cookies_are_joined_as_they_will_be_sent(aws_env: None, tmp_pat
 def test_an_aws_error_that_quotes_the_request_is_scrubbed(aws_env: None, tmp_path: Path) -> None:
     from botocore.credentials import ReadOnlyCredentials
 
-    from authgw import signing
+    from authgw import scrub
+    from authgw.config import Route
     from authgw.flowlog import FlowRecord
     from authgw.flowstate import FlowState
 
@@ -221,8 +222,8 @@ def test_an_aws_error_that_quotes_the_request_is_scrubbed(aws_env: None, tmp_pat
     body += "<SignatureProvided>" + "ab" * 32 + "</SignatureProvided>"
     f.response = tutils.tresp(status_code=403, content=body.encode())
     state = FlowState(FlowRecord(), sigv4=ReadOnlyCredentials(KEY, SECRET, TOKEN))
-    state.signature = "ab" * 32
-    signing.scrub_response(f, state)
+    state.route, state.signature = Route("aws", ()), "ab" * 32
+    scrub.on_response(f, state)
     text = f.response.get_text() or ""
     assert TOKEN not in text and "ab" * 32 not in text
     assert text.count("<authgw redacted sha256:") == 2

@@ -29,7 +29,7 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from authgw import lastword, retry, routing
+from authgw import lastword, retry, routing, scrub
 from authgw.binding import target
 from authgw.config import ConfigError
 from authgw.decision import Decider
@@ -78,7 +78,7 @@ class AuthGateway:
             weakref.WeakKeyDictionary()
         )
         self._hinted = False
-        self._last_word = lastword.LastWord(self.last_word)
+        self._last_word = lastword.LastWord(self.last_word, self.streamed)
         self._last_word_in_chain = False
         self._running = False  # mitmproxy's `running` has fired: start errors are over
 
@@ -338,14 +338,25 @@ class AuthGateway:
         if state is not None and rt is not None:
             self.decider.last_word(rt, flow, state)
 
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = self._flows.get(flow)
+        if state is not None:
+            scrub.on_headers(flow, state, streaming=self.decider.apply.streaming)
+
+    def streamed(self, flow: http.HTTPFlow) -> None:
+        """A response an addon after this one chose to stream (from ``lastword.LastWord``
+        at the end of mitmproxy's chain): its body scrubbed on its way."""
+        state = self._flows.get(flow)
+        if state is not None and flow.response is not None and flow.response.stream:
+            scrub.on_headers(flow, state, streaming=False)
+
     def response(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state, rt = self._flows.get(flow), self.manager.current
         redact(flow, state)
-        if state is not None and state.sigv4 is not None:
-            from authgw import signing
-
-            signing.scrub_response(flow, state)
-        if state is None or rt is None:
+        if state is None:
+            return None
+        scrub.on_response(flow, state)
+        if rt is None:
             return None
         if retry.is_copy(flow):
             self.outcomes.rejections(rt, flow, state)  # its record is the original's

@@ -49,11 +49,17 @@ class LastWord:
 
     name = NAME
 
-    def __init__(self, say: Callable[[http.HTTPFlow], None]) -> None:
+    def __init__(
+        self, say: Callable[[http.HTTPFlow], None], streamed: Callable[[http.HTTPFlow], None]
+    ) -> None:
         self._say = say
+        self._streamed = streamed
 
     def request(self, flow: http.HTTPFlow) -> None:
         self._say(flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._streamed(flow)  # an addon after authgw may have set the response's stream
 
 
 def needed(chain: Iterable[Any], me: object, options: Any) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from authgw import annotate
+from authgw import annotate, scrub
 from authgw.flowlog import make_line
 from authgw.flowstate import FlowState
 from authgw.metrics import NO_ROUTE, Metrics, upstream_error_type
@@ -80,6 +80,9 @@ class Outcomes:
             source.upstream_rejected()  # a secret kept elsewhere may have been rotated
         left = token.seconds_left(self._clock()) if token else None
         challenge = flow.response.headers.get("WWW-Authenticate", "") if flow.response else ""
+        if challenge:  # scrubbed already, unless the route has scrub_responses: false
+            raw = challenge.encode("utf-8", "surrogateescape")
+            challenge = scrub.text(raw, scrub.secrets_of(state)).decode("utf-8", "replace")
         logger.warning(
             "authgw: route %s: upstream answered %d to an injected token (kid %s, claims %s, "
             "%s s left%s); dropped it from the cache",

@@ -101,29 +101,6 @@ def unsigned_stream(flow: http.HTTPFlow, state: FlowState) -> None:
     )
 
 
-def scrub_response(flow: http.HTTPFlow, state: FlowState) -> None:
-    """An AWS error may quote the request back (S3's ``SignatureDoesNotMatch`` holds the
-    canonical request, the session token among its headers, and the signature): those
-    are replaced in the body the client and the flow get."""
-    creds, response = state.sigv4, flow.response
-    if creds is None or response is None or response.status_code < 400 or response.stream:
-        return
-    needles = [n for n in (creds.token, state.signature) if n]
-    try:
-        body = response.content
-    except ValueError:  # an encoding mitmproxy cannot decode: drop what cannot be checked
-        body = None
-    if body is None:
-        return
-    scrubbed = body
-    for needle in needles:
-        scrubbed = scrubbed.replace(
-            needle.encode(), f"<authgw redacted {fingerprint(needle)}>".encode()
-        )
-    if scrubbed != body:
-        response.content = scrubbed
-
-
 def sign(signer: SigV4Signer, flow: http.HTTPFlow, state: FlowState, *, body_known: bool) -> None:
     """Sign the request as it will be sent; replaces any SigV4 header another addon set."""
     creds = state.sigv4

@@ -3,6 +3,7 @@
     Upstream             a recording server on 127.0.0.1 (or another 127.x address):
                          HTTP/1.1 or, with `http10=True`, HTTP/1.0; plain or TLS
     RecordedRequest      one request as the upstream received it
+    Reply                an answer made from the request (`Upstream.respond_from`)
     server_tls_context   the TLS context an https upstream presents
 
 They listen on ports the OS picks.
@@ -15,6 +16,7 @@ import socket
 import socketserver
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,6 +45,17 @@ class _Answer:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    chunks: tuple[bytes, ...] | None = None  # sent chunked, one write per chunk
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer made from the request: `body`, or `chunks` sent with chunked framing."""
+
+    status: int = 200
+    headers: Headers | None = None
+    body: bytes = b""
+    chunks: list[bytes] | None = None
 
 
 def server_tls_context(certs: CertPaths) -> ssl.SSLContext:
@@ -96,28 +109,40 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(400, "bad body framing")
             self.close_connection = True
             return
-        upstream._record(
-            RecordedRequest(
-                method=self.command,
-                path=self.path,
-                headers=list(self.headers.items()),
-                body=body,
-                client_port=self.client_address[1],
-            )
+        recorded = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            client_port=self.client_address[1],
         )
+        upstream._record(recorded)
         answer, delay = upstream._answer_for(self)
         if delay and upstream._stopping.wait(delay):
             self.close_connection = True  # stopped while delaying: drop, do not answer
             return
+        make = upstream._made_for(self)
+        if make is not None:
+            made = make(recorded)
+            headers = tuple(header_list(made.headers))
+            chunks = tuple(made.chunks) if made.chunks is not None else None
+            answer = _Answer(made.status, headers, made.body, chunks)
         self.send_response(answer.status)
         names = {k.lower() for k, _ in answer.headers}
         for k, v in answer.headers:
             self.send_header(k, v)
         bodyless = answer.status < 200 or answer.status in (204, 304)
-        if not bodyless and "content-length" not in names:
+        if answer.chunks is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif not bodyless and "content-length" not in names:
             self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
-        if self.command != "HEAD" and not bodyless:
+        if answer.chunks is not None:
+            for chunk in answer.chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.command != "HEAD" and not bodyless:
             self.wfile.write(answer.body)
         self.wfile.flush()
 
@@ -209,6 +234,7 @@ class Upstream:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._answers: dict[str | None, _Answer] = {}
+        self._makers: dict[str, Callable[[RecordedRequest], Reply]] = {}
         self._delays: dict[str | None, float] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -281,6 +307,11 @@ class Upstream:
         with self._lock:
             self._answers[path] = _Answer(status, tuple(header_list(headers)), data)
 
+    def respond_from(self, path: str, make: Callable[[RecordedRequest], Reply]) -> None:
+        """Answer `path` with what `make` makes of the request (an echo of some shape)."""
+        with self._lock:
+            self._makers[path] = make
+
     def delay(self, seconds: float, path: str | None = None) -> None:
         """Wait `seconds` (0..60) before answering `path` (None = every path).
 
@@ -296,6 +327,7 @@ class Upstream:
         with self._lock:
             self._requests.clear()
             self._answers.clear()
+            self._makers.clear()
             self._delays.clear()
 
     # recording
@@ -331,6 +363,10 @@ class Upstream:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def _made_for(self, handler: _Handler) -> Callable[[RecordedRequest], Reply] | None:
+        with self._lock:
+            return self._makers.get(urlsplit(handler.path).path)
 
     def _answer_for(self, handler: _Handler) -> tuple[_Answer, float]:
         path = urlsplit(handler.path).path

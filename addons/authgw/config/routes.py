@@ -73,6 +73,7 @@ def _route(
             "token",
             "verify",
             "retry_on_401",
+            "scrub_responses",
         ),
         parent,
         index,
@@ -100,6 +101,7 @@ def _route(
         token=parse_token(r, m["token"], f"{path}.token", m, cache) if "token" in m else None,
         verify=_verify(r, m["verify"], f"{path}.verify", m) if "verify" in m else None,
         retry_on_401=r.boolean(m, "retry_on_401", path, False),
+        scrub_responses=r.boolean(m, "scrub_responses", path, True),
     )
     if route.token is not None and _signs(route.token):
         for key in ("header", "prefix", "inbound"):

@@ -187,6 +187,7 @@ class Route:
     allow_insecure_tls: bool = False  # a token to https even with mitmproxy's ssl_insecure
     verify: VerifyConfig | None = None
     retry_on_401: bool = False  # resend once with a fresh token (body not streamed)
+    scrub_responses: bool = True  # the credentials sent replaced in the response (scrub.py)
 
 
 @dataclass(frozen=True)

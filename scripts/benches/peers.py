@@ -9,7 +9,8 @@ so that the load's own CPU does not take turns with the proxy it measures:
 - plain mitmdump, and ``--modify-headers`` with a static token;
 - the 20-line addon a user writes instead (``peers/hs256_cached.py``: an HS256 JWT per
   host kept in a dict), and the same signing on every request (``peers/hs256_fresh.py``);
-- the gateway with one hmac route (a cached token);
+- the gateway with one hmac route (a cached token), and the same with
+  ``scrub_responses: false`` (what scrubbing a response without the token costs);
 - a 20-line addon calling botocore's ``SigV4Auth`` per request
   (``peers/sigv4_botocore.py``), and the gateway with one sigv4 route.
 
@@ -162,6 +163,8 @@ def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 100
     with upstream() as port, tempfile.TemporaryDirectory() as tmp:
         config, sigv4 = Path(tmp) / "gateway.yaml", Path(tmp) / "sigv4.yaml"
         config.write_text(gateway_config(port, hmac_only=True))
+        unscrubbed = Path(tmp) / "unscrubbed.yaml"
+        unscrubbed.write_text(gateway_config(port, hmac_only=True) + "    scrub_responses: false\n")
         sigv4.write_text(_sigv4_config(port))
         reverse = ["--mode", f"reverse:http://127.0.0.1:{port}"]
         variants: dict[str, list[str]] = {
@@ -170,6 +173,7 @@ def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 100
             "20-line addon, HS256 cached in a dict": ["-s", str(PEERS / "hs256_cached.py")],
             "20-line addon, HS256 signed per request": ["-s", str(PEERS / "hs256_fresh.py")],
             "gateway, hmac route (cached token)": gateway_args(config),
+            "gateway, hmac route, scrub_responses: false": gateway_args(unscrubbed),
             "20-line addon, botocore SigV4Auth": ["-s", str(PEERS / "sigv4_botocore.py")],
             "gateway, sigv4 route": gateway_args(sigv4),
         }

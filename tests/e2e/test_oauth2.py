@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from authgw.emulator import StsEmulator
-from tests.e2e.clients import proxy_request
-from tests.e2e.harness import GatewayFactory
+from tests.e2e.clients import direct_request, proxy_request
+from tests.e2e.harness import GatewayFactory, start_with_metrics
 from tests.e2e.helpers import bearer_token, leaks
 from tests.e2e.upstreams import Upstream
 from tests.oauth2_endpoint import TokenEndpoint
@@ -110,6 +110,30 @@ def test_a_failing_token_endpoint_is_a_502_naming_the_error(
     assert upstream.count == 0
     gateway.wait_for_output(rf"token unavailable \({error_class}\)")
     assert not leaks({"mitmdump output": gateway.output, "answer": resp.text}, [CLIENT_SECRET])
+
+
+@pytest.mark.parametrize("code", [CLIENT_SECRET, "x" * 5000, "invalid_scope\r\nX-Evil: 1"])
+def test_a_token_endpoint_that_answers_an_unknown_error_code_is_oauth2_error(
+    gateway_factory: GatewayFactory, upstream: Upstream, endpoint: TokenEndpoint, code: str
+) -> None:
+    """A hostile (or broken) token endpoint chooses its error code: set to the client
+    secret, it must not reach X-Authgw-Error, the 502's body, the log or a metrics label."""
+    endpoint.mode, endpoint.error_code = "error", code
+    gateway, metrics_port = start_with_metrics(
+        gateway_factory,
+        lambda port: config(upstream, endpoint.url),
+        env=ENV,
+        extra_args=lambda port: ["--set", f"authgw_metrics=127.0.0.1:{port}"],
+    )
+    resp = proxy_request(gateway.port, "GET", f"{upstream.url}/hostile")
+    assert resp.status == 502 and resp.header("X-Authgw-Error") == "oauth2_error"
+    assert upstream.count == 0 and "X-Evil" not in dict(resp.headers)
+    gateway.wait_for_output(r"token unavailable \(oauth2_error\)")
+    metrics = direct_request(metrics_port, "GET", "/metrics", timeout=5).text
+    status = direct_request(metrics_port, "GET", "/status", timeout=5).text
+    assert 'error_class="oauth2_error"' in metrics
+    outputs = {"log": gateway.output, "answer": resp.text, "metrics": metrics, "status": status}
+    assert not leaks(outputs, [CLIENT_SECRET, "x" * 100])
 
 
 def test_a_wrong_client_secret_is_invalid_client(

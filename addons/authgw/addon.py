@@ -31,7 +31,7 @@ from mitmproxy.proxy import layer
 
 from authgw import lastword, retry, routing, scrub
 from authgw.binding import target
-from authgw.config import ConfigError
+from authgw.config import Config, ConfigError
 from authgw.decision import Decider
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
@@ -70,10 +70,11 @@ class AuthGateway:
         self, *, clock: Callable[[], float] = time.time, watch_interval: float = 1.0
     ) -> None:
         self.metrics = Metrics()
+        self.guard = ConnectionGuard(self.metrics)
         self.manager = RuntimeManager(self.metrics, clock=clock, watch_interval=watch_interval)
+        self.manager.installed = self._installed
         self.decider = Decider(self.metrics, clock=clock)
         self.outcomes = Outcomes(self.metrics, clock=clock)
-        self.guard = ConnectionGuard(self.metrics)
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = (
             weakref.WeakKeyDictionary()
         )
@@ -142,6 +143,10 @@ class AuthGateway:
                 raise SystemExit(2) from None
             raise exceptions.OptionsError(message) from None  # type: ignore[no-untyped-call]
         self._warn_about_options()
+
+    def _installed(self, cfg: Config) -> None:
+        if self._running:  # relays opened under the config before: held to this one
+            self.guard.reloaded(cfg)
 
     def _starting(self) -> bool:
         """mitmproxy is starting: neither this addon nor the script loader has seen

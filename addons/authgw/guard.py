@@ -7,16 +7,20 @@ inside TLS. Such a relay carries no token, but it walks around ``reject`` and ``
 So a CONNECT to a host no route matches is answered 403 under ``reject`` before a tunnel
 opens, and a raw TCP/UDP relay to a host that no route matches (under ``reject``) or
 whose route verifies with ``enforce: true`` is replaced by a layer that closes the
-connection before a byte is relayed.
+connection before a byte is relayed. A relay already open when a reload puts its host
+under ``reject`` or ``enforce`` is closed then (``reloaded``), as mitmproxy closes an
+idle connection: its client connection's handler is cancelled.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from mitmproxy import http
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import commands, events, layer, layers
 
 from authgw import routing
@@ -53,9 +57,29 @@ def _guarded(cfg: Config, host: str, port: int) -> tuple[Route | None, str] | No
     return None
 
 
+def _close(client: connection.Client, why: str) -> bool:
+    """Close a client connection as mitmproxy closes an idle one (``on_timeout``: its
+    handler task cancelled); False if mitmproxy no longer serves it."""
+    addons: Any = ctx.master.addons  # typed in mitmproxy 12, not in 11
+    server = addons.get("proxyserver")
+    key: Any = client.id
+    if client.transport_protocol == "udp":  # as Proxyserver.inject_event keys UDP clients
+        key = (client.peername, client.sockname)
+    handler = server.connections.get(key) if server is not None else None
+    io = handler.transports.get(handler.client) if handler is not None else None
+    if io is None or io.handler is None:
+        return False
+    io.handler.cancel(why)
+    return True
+
+
 class ConnectionGuard:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # The raw relays it let through, by client connection: (host, SNI, port, kind).
+        self._relays: weakref.WeakKeyDictionary[
+            connection.Client, tuple[str, str | None, int, str]
+        ] = weakref.WeakKeyDictionary()
 
     def connect(self, cfg: Config, flow: http.HTTPFlow) -> None:
         """CONNECT: 403 before a tunnel opens to a host no route matches, under reject."""
@@ -79,10 +103,11 @@ class ConnectionGuard:
         sni = nextlayer.context.client.sni
         if guarded is None and sni:  # the name the bytes are meant for, on that address
             guarded = _guarded(cfg, sni, port)
+        relay = type(nextlayer.layer).__name__.removesuffix("Layer")
         if guarded is None:
+            self._relays[nextlayer.context.client] = (str(address[0]), sni, port, relay)
             return
         route, why = guarded
-        relay = type(nextlayer.layer).__name__.removesuffix("Layer")
         nextlayer.layer = Refused(nextlayer.context)
         self._rejected(route)
         logger.warning(
@@ -92,6 +117,23 @@ class ConnectionGuard:
             address[1],
             why,
         )
+
+    def reloaded(self, cfg: Config) -> None:
+        """A new config is in place: close the open raw relays it guards."""
+        for client, (host, sni, port, relay) in list(self._relays.items()):
+            guarded = _guarded(cfg, host, port) or (_guarded(cfg, sni, port) if sni else None)
+            if client.timestamp_end is not None:
+                self._relays.pop(client, None)
+            elif guarded is not None and _close(client, "authgw: host guarded after a reload"):
+                self._relays.pop(client, None)
+                self._rejected(guarded[0])
+                logger.warning(
+                    "authgw: closed an open raw %s relay to %s:%s: after the reload %s",
+                    relay,
+                    host,
+                    port,
+                    guarded[1],
+                )
 
     def _rejected(self, route: Route | None) -> None:
         self.metrics.child(

@@ -107,6 +107,7 @@ class RuntimeManager:
         self, metrics: Metrics, *, clock: Callable[[], float], watch_interval: float = 1.0
     ) -> None:
         self.metrics = metrics
+        self.installed: Callable[[Config], None] = lambda cfg: None  # told of each config
         self.current: Runtime | None = None
         self.options = Options()  # those of the runtime that serves
         self._requested = Options()  # the last ones asked for: what a reload builds
@@ -283,6 +284,7 @@ class RuntimeManager:
                 "elsewhere is answered 421 (host_mismatch) instead of carrying the token there"
             )
         logger.info("authgw: %d route(s) from %s", len(b.config.routes), self.options.config)
+        self.installed(b.config)
 
     def _discard(self, b: _Built) -> None:
         """A build nobody will serve: close what it opened that the runtime does not use."""

@@ -31,7 +31,7 @@ from scripts.gencerts import CertPaths
 from tests.e2e import clients, conftest
 from tests.e2e.clients import Response, proxy_request
 from tests.e2e.harness import Gateway, GatewayFactory
-from tests.e2e.helpers import bearer_token, new_secret, raw_request
+from tests.e2e.helpers import bearer_token, new_secret, raw_request, replace_file
 from tests.e2e.upstreams import Upstream, server_tls_context
 
 pytestmark = pytest.mark.e2e
@@ -553,3 +553,73 @@ def test_with_ssl_insecure_a_token_goes_only_where_the_route_allows_it(
     sent = proxy_request(gateway.port, "GET", f"https://127.0.0.1:{port}/l", ca_file=ca)
     assert sent.status == 200
     assert bearer_token(tls_upstream.last.header("Authorization")) == STATIC
+
+
+class TcpEcho:
+    """A plain TCP server on 127.0.0.1 that echoes every byte (no HTTP)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        conn.settimeout(20)
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._sock.close()
+
+
+def test_an_open_raw_relay_is_closed_when_a_reload_guards_its_host(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """A relay opened while its host was allowed (unmatched: passthrough) is closed once
+    a reload puts the host under reject; a relay to a host the new config routes stays."""
+    stays, goes = TcpEcho(), TcpEcho()
+    static = {"type": "static", "value": {"env": "ATTACK_STATIC"}}
+
+    def config(unmatched: str) -> str:
+        route = {"name": "stays", "hosts": [f"127.0.0.1:{stays.port}"], "token": static}
+        return json.dumps({"version": 1, "unmatched": unmatched, "routes": [route]})
+
+    tcp_hosts = f"^127\\.0\\.0\\.1:({stays.port}|{goes.port})$"
+    relays: dict[str, socket.socket] = {}
+    try:
+        gateway = gateway_factory(
+            config("passthrough"),
+            env={"ATTACK_STATIC": STATIC},
+            extra_args=["--set", f"tcp_hosts={tcp_hosts}"],
+        )
+        for name, server in (("stays", stays), ("goes", goes)):
+            sock, head = tunnel(gateway.port, f"127.0.0.1:{server.port}")
+            assert b" 200 " in head.split(b"\r\n")[0]
+            sock.sendall(b"ping")
+            assert sock.recv(16) == b"ping"
+            relays[name] = sock
+        assert gateway.config_path is not None
+        replace_file(gateway.config_path, config("reject"))
+        gateway.wait_for_output(r"closed an open raw TCP relay to 127\.0\.0\.1:\d+", timeout=10)
+        assert closed_without_answer(relays["goes"])
+        relays["stays"].sendall(b"pong")
+        assert relays["stays"].recv(16) == b"pong"
+        assert f"relay to 127.0.0.1:{stays.port}" not in gateway.output
+    finally:
+        for sock in relays.values():
+            sock.close()
+        stays.stop()
+        goes.stop()

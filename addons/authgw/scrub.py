@@ -100,9 +100,10 @@ class Secret:
             return data
         if self.plain:
             return data.replace(self.value, _fitted(self.replacement, len(self.value), fit))
-        return _pattern(self.value).sub(
+        scrubbed, found = _pattern(self.value).subn(
             lambda m: _fitted(self.replacement, m.end() - m.start(), fit), data
         )
+        return scrubbed if found else data  # the same object when nothing was found
 
 
 def _fitted(replacement: bytes, length: int, fit: bool) -> bytes:
@@ -152,17 +153,23 @@ def fields(
     fields: tuple[tuple[bytes, bytes], ...], secrets: Sequence[Secret]
 ) -> tuple[tuple[bytes, bytes], ...] | None:
     """Header fields with every secret replaced in their values; None if none was there."""
-    joined = b"\n".join(v for _, v in fields)
-    if not any(s.anchor in joined for s in secrets):
-        return None
-    scrubbed = tuple((n, text(v, secrets)) for n, v in fields)
-    return scrubbed if scrubbed != fields else None
+    joined = b"\n".join([v for _, v in fields])
+    for s in secrets:
+        if s.anchor in joined:
+            scrubbed = tuple((n, text(v, secrets)) for n, v in fields)
+            return scrubbed if scrubbed != fields else None
+    return None
 
 
 def headers(headers: http.Headers, secrets: Sequence[Secret]) -> None:
     scrubbed = fields(headers.fields, secrets)
     if scrubbed is not None:
         headers.fields = scrubbed
+
+
+def _encoded(headers: http.Headers) -> bool:
+    """True if the message has a Content-Encoding (cheaper than ``headers.get``)."""
+    return b"content-encoding" in b"\n".join([n for n, _ in headers.fields]).lower()
 
 
 def response(resp: http.Response, secrets: Sequence[Secret]) -> None:
@@ -174,6 +181,11 @@ def response(resp: http.Response, secrets: Sequence[Secret]) -> None:
     raw = resp.raw_content
     if not raw or resp.stream:  # a streamed body was scrubbed on its way (Stream)
         return
+    if not _encoded(resp.headers):
+        scrubbed = text(raw, secrets)
+        if scrubbed is not raw:
+            resp.content = scrubbed  # Content-Length follows
+        return
     try:
         body = resp.get_content(strict=True)
     except ValueError:
@@ -183,7 +195,7 @@ def response(resp: http.Response, secrets: Sequence[Secret]) -> None:
         ) from None
     assert body is not None
     scrubbed = text(body, secrets)
-    if scrubbed != body:  # the same object when nothing was found: no comparison
+    if scrubbed is not body:
         resp.content = scrubbed
 
 

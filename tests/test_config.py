@@ -225,6 +225,7 @@ def test_errors_name_field_reason_and_line(
         ("version: 1\nroutes: {}\n", "routes: must be a list, not a mapping"),
         ("version: 1\nroutes: [\n", "not valid YAML"),
         ("version: 1\nversion: 1\nroutes: []\n", "not valid YAML"),
+        ("version: 1\nroutes:\n\t- name: a\n", "a tab character, which YAML does not allow"),
     ],
 )
 def test_document_errors(text: str, message: str) -> None:

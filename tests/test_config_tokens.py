@@ -146,6 +146,26 @@ def test_oauth2_errors(settings: str, message: str) -> None:
     assert message in str(error("version: 1\nroutes:\n" + OAUTH2 % settings))
 
 
+def test_oauth2_token_url_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the emulator prints it: AUTHGW_OAUTH2_TOKEN_URL=..."""
+    settings = f"token_url: {{env: AUTHGW_T_URL}}, {IDS}"
+    monkeypatch.delenv("AUTHGW_T_URL", raising=False)
+    assert "token_url: env AUTHGW_T_URL is not set" in str(
+        error("version: 1\nroutes:\n" + OAUTH2 % settings)
+    )
+    monkeypatch.setenv("AUTHGW_T_URL", "http://127.0.0.1:9/token")
+    token = parse("version: 1\nroutes:\n" + OAUTH2 % settings).routes[0].token
+    assert isinstance(token, config.OAuth2TokenConfig)
+    assert token.token_url == "http://127.0.0.1:9/token"
+    monkeypatch.setenv("AUTHGW_T_URL", "http://idp.example/token")  # the same rules apply
+    assert "plain http is accepted only to loopback" in str(
+        error("version: 1\nroutes:\n" + OAUTH2 % settings)
+    )
+    assert "must be an http(s) URL, or {env: NAME}" in str(
+        error("version: 1\nroutes:\n" + OAUTH2 % f"token_url: {{file: x}}, {IDS}")
+    )
+
+
 def test_oauth2_token_url_over_plain_http_to_loopback_is_fine() -> None:
     cfg = parse("version: 1\nroutes:\n" + OAUTH2 % f"token_url: 'http://127.0.0.1:9/t', {IDS}")
     assert cfg.routes[0].token is not None

@@ -60,6 +60,8 @@ def yaml_problem(problem: str) -> str:
         return "a key appears twice in one mapping"
     if "alias" in problem:
         return "an alias (*name) that no anchor (&name) defines"
+    if "'\\t'" in problem:
+        return "a tab character, which YAML does not allow here (indent with spaces)"
     return re.sub(r"""(['"]).*?\1""", "<...>", problem)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -54,6 +55,22 @@ class OAuth2(Kind[OAuth2TokenConfig]):
 KIND = OAuth2()
 
 
+def _token_url(r: FieldReader, m: Mapping[str, Any], path: str) -> str:
+    """A string, or ``{env: NAME}`` (read when the config is loaded: the emulator prints
+    ``AUTHGW_OAUTH2_TOKEN_URL``)."""
+    value = m.get("token_url")
+    if not isinstance(value, Mapping):
+        return r.string(m, "token_url", path, "")
+    name = value.get("env")
+    if set(value) != {"env"} or not isinstance(name, str) or not name:
+        reason = "must be an http(s) URL, or {env: NAME}"
+        raise r.error(f"{path}.token_url", reason, m, "token_url")
+    url = os.environ.get(name, "").strip()
+    if not url:
+        raise r.error(f"{path}.token_url", f"env {name} is not set", m, "token_url")
+    return url
+
+
 def _parse(r: FieldReader, raw: Any, path: str, parent: Any) -> OAuth2TokenConfig:
     m = r.mapping(
         raw,
@@ -72,7 +89,7 @@ def _parse(r: FieldReader, raw: Any, path: str, parent: Any) -> OAuth2TokenConfi
         parent,
         "token",
     )
-    token_url = r.string(m, "token_url", path, "")
+    token_url = _token_url(r, m, path)
     parts = urlsplit(token_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise r.error(f"{path}.token_url", "is required: an http(s) URL", m, "token_url")

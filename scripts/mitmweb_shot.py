@@ -1,7 +1,9 @@
-"""A screenshot of mitmweb showing the flows the gateway annotated: docs/mitmweb-flows.png.
+"""A screenshot of mitmweb showing the flows the gateway annotated.
 
-    python -m scripts.mitmweb_shot                  # from the repository root
-    python -m scripts.mitmweb_shot --out /tmp/shot.png
+    python -m scripts.mitmweb_shot                  # writes ./mitmweb-flows.png
+    python -m scripts.mitmweb_shot --out docs/mitmweb-flows.png   # the README's picture
+
+The committed picture is replaced only when asked for (``--out docs/...``).
 
 It starts four loopback upstreams and mitmweb with the gateway on a generated config:
 `api` (a static token), `dashboard` (an HMAC JWT), `idp` (OAuth2 from a token endpoint
@@ -62,7 +64,7 @@ CHROMIUM_FLAGS = (
 RENDER_BUDGET_MS = 5000  # virtual time for mitmweb's React app to load and draw the flows
 CHROMIUM_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
-OUT = REPO / "docs" / "mitmweb-flows.png"
+OUT = Path("mitmweb-flows.png")  # in the working directory, not over the committed one
 
 
 def find_chromium() -> str | None:

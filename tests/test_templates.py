@@ -267,7 +267,7 @@ def test_a_missing_header_is_400_missing_claim_input(
         assert f.response is not None and f.response.status_code == 400
         assert f.response.get_text() == "missing claim input X-Debug-User\n"
         assert f.response.headers["X-Authgw-Error"] == "missing_claim_input"
-        assert f.comment.startswith("authgw: debug rejected (missing_claim_input)")
+        assert f.comment.startswith("rejected: missing_claim_input (authgw, route debug)")
         assert 'outcome="rejected",route="debug"' in addon.metrics.text().decode()
 
     with_gateway(_config(tmp_path, monkeypatch), body)

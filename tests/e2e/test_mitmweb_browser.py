@@ -97,9 +97,10 @@ def test_mitmweb_shows_the_gateways_comment_on_the_flow(
         leaked = [name for name, value in (("token", token), ("secret", SECRET)) if value in dom]
         assert not leaked, f"the rendered page holds the {' and the '.join(leaked)}"
     shown = comment_tab(injected)
-    expected = rf"authgw: api injected hmac kid={fingerprint(SECRET)} \d+s left"
+    expected = rf"injected: hmac kid={fingerprint(SECRET)} \d+s left \(authgw, route api\)"
     assert re.fullmatch(expected, shown), f"the api flow's Comment tab shows {shown!r}"
     shown = comment_tab(answered)
-    assert shown.startswith("authgw: idp token unavailable ("), f"the idp flow's: {shown!r}"
+    assert shown.startswith("token unavailable: "), f"the idp flow's: {shown!r}"
+    assert shown.endswith("(authgw, route idp)"), f"the idp flow's: {shown!r}"
     placeholder = "Bearer &lt;authgw redacted sha256:" in request
     assert placeholder, "the api flow's Request tab shows no redacted Authorization header"

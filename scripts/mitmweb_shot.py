@@ -40,7 +40,7 @@ from mitmproxy.version import VERSION
 from scripts.launcher import Mitmdump
 from scripts.loopback import free_port
 from tests.e2e.clients import proxy_request
-from tests.e2e.harness import ADDON_SCRIPT, REPO, gateway_env
+from tests.e2e.harness import ADDON_SCRIPT, gateway_env
 from tests.e2e.upstreams import Upstream
 
 MITMWEB = (sys.executable, "-c", "from mitmproxy.tools.main import mitmweb; mitmweb()")

@@ -31,7 +31,14 @@ from scripts.gencerts import CertPaths
 from tests.e2e import clients, conftest
 from tests.e2e.clients import Response, proxy_request
 from tests.e2e.harness import Gateway, GatewayFactory
-from tests.e2e.helpers import bearer_token, new_secret, raw_request, replace_file
+from tests.e2e.helpers import (
+    bearer_token,
+    fingerprint,
+    leaks,
+    new_secret,
+    raw_request,
+    replace_file,
+)
 from tests.e2e.upstreams import Upstream, server_tls_context
 
 pytestmark = pytest.mark.e2e
@@ -623,3 +630,71 @@ def test_an_open_raw_relay_is_closed_when_a_reload_guards_its_host(
             sock.close()
         stays.stop()
         goes.stop()
+
+
+def test_in_upstream_mode_the_next_hop_is_held_to_the_plain_http_rule(
+    gateway_factory: GatewayFactory, upstream: Upstream
+) -> None:
+    """--mode upstream:http://PROXY: the proxy reads the token in clear, so it is the hop
+    the loopback exception looks at. 0.0.0.0 is no loopback address, yet Linux connects
+    to it locally: were the rule broken, the token would reach the recording proxy."""
+    route = {
+        "name": "local",
+        "hosts": [f"127.0.0.1:{upstream.port}"],
+        "token": {"type": "static", "value": {"env": "ATTACK_STATIC"}},
+    }
+    config = json.dumps({"version": 1, "routes": [route]})
+    with Upstream(http10=True) as proxy:  # answers the absolute-form requests a proxy gets
+        near = gateway_factory(
+            config,
+            env={"ATTACK_STATIC": STATIC},
+            extra_args=["--mode", f"upstream:http://127.0.0.1:{proxy.port}"],
+        )
+        assert proxy_request(near.port, "GET", f"{upstream.url}/near").status == 200
+        assert fingerprint(bearer_token(proxy.last.header("Authorization"))) == fingerprint(STATIC)
+        proxy.clear()
+        far = gateway_factory(
+            config,
+            env={"ATTACK_STATIC": STATIC},
+            extra_args=["--mode", f"upstream:http://0.0.0.0:{proxy.port}"],
+        )
+        refused = proxy_request(far.port, "GET", f"{upstream.url}/far")
+        assert refused.status == 502 and refused.header("X-Authgw-Error") == "insecure_upstream"
+        assert proxy.count == 0 and upstream.count == 0
+
+
+LATER_ADDON = """
+import logging
+
+def request(flow):
+    for name, value in flow.request.headers.fields:
+        logging.warning("later addon: %s = %s | %s | %s", name, value, f"{value}", str(value))
+
+def response(flow):
+    logging.warning("later addon: response %s %s", flow.response.headers, flow.response.content)
+"""
+
+
+def test_an_addon_after_authgw_that_prints_headers_and_bodies_sees_no_token(
+    gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Header values formatted every way (%s, f-string, str()) in a later script's request
+    hook, and the echoing upstream's response in its response hook."""
+    later = tmp_path / "later.py"
+    later.write_text(LATER_ADDON)
+    route = {
+        "name": "api",
+        "hosts": [f"127.0.0.1:{upstream.port}"],
+        "token": {"type": "static", "value": {"env": "ATTACK_STATIC"}},
+    }
+    gateway = gateway_factory(
+        json.dumps({"version": 1, "routes": [route]}),
+        env={"ATTACK_STATIC": STATIC},
+        extra_args=["-s", str(later)],
+    )
+    resp = proxy_request(gateway.port, "GET", f"{upstream.url}/echo")
+    sent = bearer_token(upstream.last.header("Authorization"))
+    assert resp.status == 200 and fingerprint(sent) == fingerprint(STATIC)
+    gateway.wait_for_output("later addon: response")
+    assert "later addon: b'Authorization'" in gateway.output  # it did print the header
+    assert not leaks({"mitmdump output": gateway.output, "answer": resp.text}, [STATIC])

@@ -174,6 +174,7 @@ def test_flows_saved_with_w_carry_what_the_gateway_did(
     with saved.open("rb") as f:
         flows = {flow.request.path: flow for flow in io.FlowReader(f).stream()}  # type: ignore[attr-defined]
     ok, failed = flows["/ok"], flows["/x"]
-    assert ok.comment == "injected: static (authgw, route api)" and not ok.marked  # opaque: no kid, no exp
+    # an opaque token: no kid, no expiry
+    assert ok.comment == "injected: static (authgw, route api)" and not ok.marked
     assert failed.comment == "token unavailable: insecure_upstream (authgw, route elsewhere)"
     assert failed.marked

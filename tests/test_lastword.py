@@ -58,3 +58,34 @@ def test_the_last_word_itself_does_not_count() -> None:
     assert not lastword.needed(
         [ME, lastword.LastWord(lambda flow: None, lambda flow: None)], ME, NO_OPTIONS
     )
+
+
+class _Streamer:
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        flow.response.stream = True  # type: ignore[union-attr]
+
+
+def test_a_response_hook_is_wanted_only_for_an_addon_before_authgw_that_may_stream() -> None:
+    from mitmproxy.addons.modifyheaders import ModifyHeaders
+
+    assert not lastword.streams_before([ME, _Streamer()], ME)  # after: LastWord's job
+    assert not lastword.streams_before([ModifyHeaders(), ME], ME)  # mitmproxy's own
+    assert lastword.streams_before([_Streamer(), ME], ME)
+    unloaded = script.Script.__new__(script.Script)
+    unloaded.ns = None
+    assert lastword.streams_before([unloaded, ME], ME)  # a script before, loaded or not
+
+
+def test_authgw_has_a_responseheaders_hook_only_while_a_response_may_stream() -> None:
+    from mitmproxy.addons.proxyserver import Proxyserver
+    from mitmproxy.test import taddons
+
+    from authgw.addon import AuthGateway
+
+    addon = AuthGateway()
+    with taddons.context(addon, Proxyserver()) as tctx:
+        assert getattr(addon, "responseheaders", None) is None
+        tctx.configure(addon, stream_large_bodies="1m")
+        assert callable(getattr(addon, "responseheaders", None))
+        tctx.configure(addon, stream_large_bodies=None)
+        assert getattr(addon, "responseheaders", None) is None

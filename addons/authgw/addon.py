@@ -113,6 +113,7 @@ class AuthGateway:
         self._arrange_last_word()  # options such as map_remote, and scripts, change it
         if "stream_large_bodies" in updated:
             self.decider.apply.streaming = bool(getattr(ctx.options, "stream_large_bodies", None))
+        self._arrange_streams()
         if "ssl_insecure" in updated:
             self.decider.tls_unverified = bool(getattr(ctx.options, "ssl_insecure", False))
             self._warn_about_insecure_tls()
@@ -220,11 +221,24 @@ class AuthGateway:
             master.addons.add(self._last_word)
         self._last_word_in_chain = needed
 
+    def _arrange_streams(self) -> None:
+        """``responseheaders`` is a hook of this addon only while a response may be
+        streamed before ``response`` fires: with stream_large_bodies, or with an addon
+        before this one that may set a response's stream (``lastword.LastWord`` sees to
+        those after it). A hook costs every flow, so it is not there otherwise."""
+        master = getattr(ctx, "master", None)
+        chain = master.addons.chain if master is not None else []
+        if self.decider.apply.streaming or lastword.streams_before(chain, self):
+            self.responseheaders = self._responseheaders
+        else:
+            self.__dict__.pop("responseheaders", None)
+
     def running(self) -> None:
         self._running = True
         self.manager.started = True  # a config set from now on is built off the loop
         self._warn_about_listening()
         self._arrange_last_word()  # scripts loaded after this one are in the chain now
+        self._arrange_streams()
         if self.manager.options.config and not self.manager.watching:
             self.manager.start_watching_config()
 
@@ -343,7 +357,8 @@ class AuthGateway:
         if state is not None and rt is not None:
             self.decider.last_word(rt, flow, state)
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def _responseheaders(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy's ``responseheaders``, bound only while needed (``_arrange_streams``)."""
         state = self._flows.get(flow)
         if state is not None:
             scrub.on_headers(flow, state, streaming=self.decider.apply.streaming)

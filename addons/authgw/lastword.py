@@ -77,6 +77,23 @@ def needed(chain: Iterable[Any], me: object, options: Any) -> bool:
     return False
 
 
+def streams_before(chain: Iterable[Any], me: object) -> bool:
+    """True if an addon before ``me`` in ``chain`` may set a response's ``stream`` in its
+    ``responseheaders`` (mitmproxy's own addons never do; a script, loaded or not, may)."""
+    for addon in traverse(list(chain)):
+        if addon is me:
+            return False
+        cls = type(addon)
+        if cls.__name__ == "Script" and cls.__module__ == "mitmproxy.addons.script":
+            if me not in traverse([addon]):  # authgw's own script holds nothing else
+                return True
+        elif callable(getattr(addon, "responseheaders", None)) and not (
+            cls.__module__.startswith("mitmproxy.") or addon is me
+        ):
+            return True
+    return False
+
+
 def _may_change_requests(addon: Any, options: Any) -> bool:
     cls = type(addon)
     if cls.__name__ == "Script" and cls.__module__ == "mitmproxy.addons.script":

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from mitmproxy import http
@@ -42,6 +43,7 @@ from authgw.tokens import TokenUnavailable, fingerprint
 
 logger = logging.getLogger(__name__)
 
+_chain = chain.from_iterable
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _WIDEST = 12  # bytes a form may take per byte: "\ud83d\ude00" for a 4-byte character
 
@@ -153,9 +155,14 @@ def fields(
     fields: tuple[tuple[bytes, bytes], ...], secrets: Sequence[Secret]
 ) -> tuple[tuple[bytes, bytes], ...] | None:
     """Header fields with every secret replaced in their values; None if none was there."""
-    joined = b"\n".join([v for _, v in fields])
+    return _fields(fields, b"".join(_chain(fields)), secrets)
+
+
+def _fields(
+    fields: tuple[tuple[bytes, bytes], ...], blob: bytes, secrets: Sequence[Secret]
+) -> tuple[tuple[bytes, bytes], ...] | None:
     for s in secrets:
-        if s.anchor in joined:
+        if s.anchor in blob:  # names and values, joined: one search for all of them
             scrubbed = tuple((n, text(v, secrets)) for n, v in fields)
             return scrubbed if scrubbed != fields else None
     return None
@@ -167,21 +174,20 @@ def headers(headers: http.Headers, secrets: Sequence[Secret]) -> None:
         headers.fields = scrubbed
 
 
-def _encoded(headers: http.Headers) -> bool:
-    """True if the message has a Content-Encoding (cheaper than ``headers.get``)."""
-    return b"content-encoding" in b"\n".join([n for n, _ in headers.fields]).lower()
-
-
 def response(resp: http.Response, secrets: Sequence[Secret]) -> None:
     """Scrub a whole response: headers, trailers and (unless it was streamed) its body,
     decoded and re-encoded. Raises ``Unscrubbable`` for a body that cannot be decoded."""
-    headers(resp.headers, secrets)
+    head = resp.headers.fields
+    blob = b"".join(_chain(head))
+    scrubbed_head = _fields(head, blob, secrets)
+    if scrubbed_head is not None:
+        resp.headers.fields = scrubbed_head
     if resp.trailers:
         headers(resp.trailers, secrets)
     raw = resp.raw_content
     if not raw or resp.stream:  # a streamed body was scrubbed on its way (Stream)
         return
-    if not _encoded(resp.headers):
+    if b"content-encoding" not in blob.lower():
         scrubbed = text(raw, secrets)
         if scrubbed is not raw:
             resp.content = scrubbed  # Content-Length follows
@@ -318,7 +324,8 @@ def on_response(flow: http.HTTPFlow, state: FlowState) -> None:
     resp, route = flow.response, state.route
     if resp is None or route is None or not route.scrub_responses:
         return
-    secrets = secrets_of(state)
+    token = state.token  # most flows: one token, without secrets_of's call
+    secrets = (secret(token.value),) if token is not None else secrets_of(state)
     if not secrets:
         return
     try:

@@ -6,8 +6,9 @@ Loopback only, no AWS account. Three routes: ``debug`` (hmac, ``sub`` from the
 ``X-Debug-User`` header), ``aws`` (sigv4 to the emulator's SigV4 echo, which checks the
 signature with botocore) and ``rotating`` (hmac, secret from a command, ``retry_on_401``,
 in front of an upstream that accepts only its current key). It prints what the upstreams
-received, then each attack and its answer, then whether any secret or token shows in the
-``-w`` file, mitmdump's output or the flow log. It stops everything it started.
+received (and what an upstream that echoes the request hands back: the token scrubbed),
+then each attack and its answer, then whether any secret or token shows in the ``-w``
+file, mitmdump's output or the flow log. It stops everything it started.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ class Recorder(BaseHTTPRequestHandler):
                 "status": status,
             }
         )
+        echo = b""
+        if self.path.startswith("/echo"):  # httpbin-style: the request's token, as received
+            echo = json.dumps({"authorization": self.headers.get("Authorization")}).encode()
         self.send_response(status)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(echo)))
         self.end_headers()
+        self.wfile.write(echo)
 
     do_GET = do_POST = do_PUT = _serve
 
@@ -163,6 +168,12 @@ def tour(proxy: int, emu: StsEmulator, debug: int, rotating: int, secret_file: P
     print(
         f"debug POST /orders -> {answer}; claims {got['claims']}; "
         f"X-Debug-User forwarded: {'X-Debug-User' in got['headers']}"
+    )
+    echoed = curl(proxy, "-H", "X-Debug-User: alice", f"{d}/echo")
+    token = (seen[-1]["headers"].get("Authorization") or "").removeprefix("Bearer ")
+    print(
+        f"debug GET /echo (the upstream echoes the request) -> {echoed}; the token it got "
+        f"in the client's answer: {token in echoed}"
     )
     url = f"{emu.sigv4_url}/prod/items?b=2&a=1&q=a+b"
     print(f"aws POST -> {curl(proxy, '-X', 'POST', '--data', '{}', url)}")

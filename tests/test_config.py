@@ -134,7 +134,8 @@ def test_literal_secret_is_warned_and_kept_out_of_repr() -> None:
         ),
         (
             ("type: hmac", "type: kerberos"),
-            "routes[0].token.type: is not one of hmac, sts, static, oauth2, sigv4 (a string)",
+            "routes[0].token.type: is not one of hmac, sts, static, basic, oauth2, sigv4"
+            " (a string)",
             6,
         ),
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -82,10 +83,13 @@ def test_authgw_has_a_responseheaders_hook_only_while_a_response_may_stream() ->
 
     from authgw.addon import AuthGateway
 
-    addon = AuthGateway()
-    with taddons.context(addon, Proxyserver()) as tctx:
-        assert getattr(addon, "responseheaders", None) is None
-        tctx.configure(addon, stream_large_bodies="1m")
-        assert callable(getattr(addon, "responseheaders", None))
-        tctx.configure(addon, stream_large_bodies=None)
-        assert getattr(addon, "responseheaders", None) is None
+    async def main() -> None:  # taddons wants a running loop (it would make one, unclosed)
+        addon = AuthGateway()
+        with taddons.context(addon, Proxyserver()) as tctx:
+            assert getattr(addon, "responseheaders", None) is None
+            tctx.configure(addon, stream_large_bodies="1m")
+            assert callable(getattr(addon, "responseheaders", None))
+            tctx.configure(addon, stream_large_bodies=None)
+            assert getattr(addon, "responseheaders", None) is None
+
+    asyncio.run(main())

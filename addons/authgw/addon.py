@@ -134,6 +134,8 @@ class AuthGateway:
         )
         try:
             self.manager.load(options)
+            if self._starting() and self.manager.current is not None:
+                self._check_principals(self.manager.current.config)
         except ConfigError as e:
             message = start_error(e)
             if self._starting():
@@ -148,6 +150,21 @@ class AuthGateway:
     def _installed(self, cfg: Config) -> None:
         if self._running:  # relays opened under the config before: held to this one
             self.guard.reloaded(cfg)
+            try:
+                self._check_principals(cfg)
+            except ConfigError as e:  # in place already: said, and those routes match nothing
+                logger.error("authgw: %s", e)
+
+    @staticmethod
+    def _check_principals(cfg: Config) -> None:
+        """Routes with ``principals`` need mitmproxy's ``proxyauth`` (it names the client)."""
+        named = [r.name for r in cfg.routes if r.principals]
+        if named and not getattr(ctx.options, "proxyauth", None):
+            raise ConfigError(
+                "routes",
+                f"route(s) {', '.join(named)} have principals, which need mitmproxy's "
+                "proxyauth (--proxyauth user:pass, @htpasswd, any or ldap)",
+            )
 
     def _starting(self) -> bool:
         """mitmproxy is starting: neither this addon nor the script loader has seen

@@ -16,7 +16,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from authgw import annotate, plan, routing
+from authgw import annotate, placement, plan, routing
 from authgw.apply import Apply
 from authgw.binding import foreign_name, routed_by, target
 from authgw.cache import CacheKey, Fetcher
@@ -64,7 +64,7 @@ class Decider:
 
     def _now(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> Answer | Later | None:
         """The decision as far as it goes without waiting (a cached token is injected)."""
-        found = self._route(rt, flow.request, state)
+        found = self._route(rt, flow.request, state, routing.principal_of(flow))
         if found is None or isinstance(found, Answer):
             return found
         route = found
@@ -137,15 +137,18 @@ class Decider:
         self._inject(rt, flow.request, state, route, plan[0], token)
         return None
 
-    def _route(self, rt: Runtime, req: http.Request, state: FlowState) -> Route | Answer | None:
-        """The route for the request's (re-targeted) host, 400/403, or None (forward)."""
+    def _route(
+        self, rt: Runtime, req: http.Request, state: FlowState, principal: str | None
+    ) -> Route | Answer | None:
+        """The route for the request's (re-targeted) host and the client's principal,
+        400/403, or None (forward)."""
         cfg = rt.config
         if cfg.upstream_header and cfg.upstream_header in req.headers:
             refused = routing.retarget(req, cfg, state.record)
             if refused is not None:
                 return refused
         state.target, state.headers_before = target(req), req.headers.fields
-        route = rt.routes.match(req.host, req.port)
+        route = rt.routes.match(req.host, req.port, principal)
         if route is None:
             return NO_ROUTE_FOR_HOST if cfg.unmatched == "reject" else None
         state.record.route, state.route = route.name, route
@@ -204,6 +207,8 @@ class Decider:
                     moved = self._bind(route, flow)
             if moved is not None:
                 self.apply.answer(flow, state, moved)
+            elif state.token is not None:
+                placement.body(flow.request, route, state.token, state)
             elif state.sigv4 is not None and not state.signed:
                 from authgw import signing
 
@@ -255,6 +260,7 @@ class Decider:
         state.key, state.token = key, token
         record.kid = token.kid
         record.token_expires_in = token.seconds_left(self._clock())
+        placement.place(req, route, token, record)  # placeholders first: then the header
         rewrite_headers(req.headers, route, token, record)
         record.action = "injected"
         rt.last_errors.pop(route.name, None)

@@ -36,3 +36,4 @@ class FlowState:
     signed: bool = False  # a sigv4 route's signature is final (made with the body known)
     presigned: bool = False  # ... or at least made (before the body was known)
     signature: str | None = None  # its Signature=, scrubbed from AWS's error answers
+    body_shown: bytes | None = None  # the body as the client sent it (placeholder_in_body)

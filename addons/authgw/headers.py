@@ -14,7 +14,10 @@ from authgw.tokens import Token
 def rewrite_headers(headers: http.Headers, route: Route, token: Token, record: FlowRecord) -> None:
     """The route's header carries the token; what the client sent there is dropped, or
     moved under ``keep-as:`` (whose own copy from the client is dropped: only the moved
-    value may be there). One pass over the fields; every credential is masked."""
+    value may be there). One pass over the fields; every credential is masked. A route
+    that sets no header (``header: null``, or ``query:`` alone) leaves them as they are."""
+    if not route.inject:
+        return
     name = route.header.lower().encode()
     keep = route.keep_inbound_as
     keep_name = keep.lower().encode() if keep is not None else None

@@ -96,13 +96,20 @@ def redact(flow: http.HTTPFlow, state: FlowState | None) -> None:
     if state is None or state.route is None or state.redacted:
         return
     state.redacted = True
-    headers, names = flow.request.headers, _names(state.route)
+    req = flow.request
+    headers, names = req.headers, _names(state.route)
     fields = []
     for name, value in headers.fields:
-        if name.lower() in names:
-            shown = value.shown if isinstance(value, Masked) else None
-            if shown is None:
-                shown = redacted(value.decode("utf-8", "surrogateescape"), state.route.prefix)
+        if isinstance(value, Masked):  # also a placeholder's header, wherever it was
+            value = value.shown.encode("utf-8", "surrogateescape")
+        elif name.lower() in names:
+            shown = redacted(value.decode("utf-8", "surrogateescape"), state.route.prefix)
             value = shown.encode("utf-8", "surrogateescape")
         fields.append((name, value))
     headers.fields = tuple(fields)
+    if isinstance(req.data.path, Masked):  # query: or a placeholder in the URL
+        req.data.path = req.data.path.shown.encode("utf-8", "surrogateescape")
+    if state.body_shown is not None:  # placeholder_in_body
+        req.raw_content = state.body_shown
+        if "content-length" in headers:
+            headers["content-length"] = str(len(state.body_shown))

@@ -28,15 +28,21 @@ __all__ = [
     "normalize_host",
     "parse_host_port",
     "parse_upstream",
+    "principal_of",
 ]
 
 
-def match(routes: Sequence[Route], host: str, port: int) -> Route | None:
-    """The first route with a pattern matching ``host:port``, or None."""
+def match(
+    routes: Sequence[Route], host: str, port: int, principal: str | None = None
+) -> Route | None:
+    """The first route with a pattern matching ``host:port`` (and, for a route with
+    ``principals``, whose list holds ``principal``), or None."""
     host = normalize_host(host)
     if ".." in host or host.startswith("."):
         return None  # an empty label: malformed, matches no pattern (not even *.suffix)
     for route in routes:
+        if route.principals and principal not in route.principals:
+            continue
         for pattern in route.hosts:
             if pattern.matches(host, port):
                 return route
@@ -52,19 +58,26 @@ class RouteTable:
     def __init__(self, routes: Sequence[Route], size: int = 4096) -> None:
         self.routes = tuple(routes)
         self._size = size
-        self._answers: dict[tuple[str, int], Route | None] = {}
+        self._answers: dict[tuple[str, int, str | None], Route | None] = {}
 
-    def match(self, host: str, port: int) -> Route | None:
-        key = (host, port)
+    def match(self, host: str, port: int, principal: str | None = None) -> Route | None:
+        key = (host, port, principal)
         try:
             return self._answers[key]
         except KeyError:
             pass
-        route = match(self.routes, host, port)
+        route = match(self.routes, host, port, principal)
         if len(self._answers) >= self._size:
             self._answers.clear()
         self._answers[key] = route
         return route
+
+
+def principal_of(flow: http.HTTPFlow) -> str | None:
+    """The user name the client authenticated to the proxy with (mitmproxy's own
+    ``proxyauth``: ``flow.metadata["proxyauth"]``), or None."""
+    auth = flow.metadata.get("proxyauth")
+    return str(auth[0]) if isinstance(auth, tuple) and auth else None
 
 
 def parse_upstream(value: str) -> tuple[str, int | None]:

@@ -133,10 +133,15 @@ def secret(value: str, replacement: str | None = None) -> Secret:
 
 
 def secrets_of(state: FlowState) -> tuple[Secret, ...]:
-    """What the gateway put on the flow's request: its token, or a sigv4 route's session
-    token and signature."""
-    if state.token is not None:
-        return (secret(state.token.value),)
+    """What the gateway put on the flow's request: its token (and a basic token's
+    password), replaced by the route's placeholder where it has one; or a sigv4 route's
+    session token and signature."""
+    token = state.token
+    if token is not None:
+        shown = state.route.placeholder if state.route is not None else None
+        if token.password is None:
+            return (secret(token.value, shown),)
+        return (secret(token.value, shown), secret(token.password, shown))
     if state.sigv4 is not None:
         return tuple(secret(s) for s in (state.sigv4.token, state.signature) if s)
     return ()
@@ -323,7 +328,10 @@ def on_response(flow: http.HTTPFlow, state: FlowState) -> None:
     if resp is None or route is None or not route.scrub_responses:
         return
     token = state.token  # most flows: one token, without secrets_of's call
-    secrets = (secret(token.value),) if token is not None else secrets_of(state)
+    if token is not None and token.password is None and route.placeholder is None:
+        secrets: tuple[Secret, ...] = (secret(token.value),)
+    else:
+        secrets = secrets_of(state)
     if not secrets:
         return
     try:

@@ -61,6 +61,14 @@ class Token:
     expires_at: float | None = None
     issued_at: float | None = None
     claim_names: tuple[str, ...] = ()
+    # basic: the password inside ``value`` (base64 of user:password), which a placeholder
+    # stands for and which scrubbing and the leak check look for as well
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def credential(self) -> str:
+        """What a placeholder stands for: the password of a basic token, else the token."""
+        return self.password if self.password is not None else self.value
 
     @cached_property
     def fingerprint(self) -> str:

@@ -19,6 +19,7 @@ Import from here: the modules' split is not part of the interface.
 from authgw.config.loader import listen_address, load, parse
 from authgw.config.schema import (
     DYNAMIC,
+    BasicTokenConfig,
     CacheSettings,
     Config,
     ConfigError,
@@ -35,6 +36,7 @@ from authgw.config.schema import (
 )
 
 __all__ = [
+    "BasicTokenConfig",
     "DYNAMIC",
     "CacheSettings",
     "Config",

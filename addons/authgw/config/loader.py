@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -78,6 +78,8 @@ def _document(r: FieldReader, data: Any) -> Config:
             "flowlog",
             "metrics",
             "routes",
+            "leak_check",
+            "leak_check_body_bytes",
         ),
     )
     if "version" not in top:
@@ -102,9 +104,21 @@ def _document(r: FieldReader, data: Any) -> Config:
         cache=cache,
         flowlog=r.path(flowlog) if flowlog else None,
         metrics=_listen_address(r, metrics, "metrics", top) if metrics else None,
+        leak_check=_LEAK_CHECK[r.choice(top, "leak_check", "", tuple(_LEAK_CHECK), "block")],
+        leak_check_body_bytes=int(
+            r.number(top, "leak_check_body_bytes", "", 1 << 20, low=0, high=1 << 26, integer=True)
+            or 0
+        ),
         base_dir=r.base_dir,
         warnings=tuple(r.warnings),
     )
+
+
+_LEAK_CHECK: dict[str, Literal["block", "observe", "off"]] = {
+    "block": "block",
+    "observe": "observe",
+    "off": "off",
+}
 
 
 def listen_address(text: str, where: str) -> tuple[str, int]:

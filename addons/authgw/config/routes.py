@@ -74,6 +74,11 @@ def _route(
             "verify",
             "retry_on_401",
             "scrub_responses",
+            "query",
+            "placeholder",
+            "placeholder_env",
+            "placeholder_in_body",
+            "principals",
         ),
         parent,
         index,
@@ -83,13 +88,18 @@ def _route(
     name = r.string(m, "name", path, "")
     if not _ROUTE_NAME.fullmatch(name):
         raise r.error(f"{path}.name", "must match [a-z0-9_]+", m, "name")
-    header = r.string(m, "header", path, "Authorization")
-    r.header_name(header, f"{path}.header", m, "header")
-    prefix = r.string(m, "prefix", path, "Bearer ")
-    if any(c in prefix for c in "\r\n\0"):
-        raise r.error(f"{path}.prefix", "must not contain CR, LF or NUL", m, "prefix")
     if "token" not in m and "verify" not in m:
         raise r.error(f"{path}.token", "is required (or verify:, or both)", parent, index)
+    token = parse_token(r, m["token"], f"{path}.token", m, cache) if "token" in m else None
+    query = _query(r, m, path)
+    # `header: null`, or `query:` without a header named: no header is set (the route's
+    # header is still the one a placeholder or the client's token is looked for in)
+    inject = m.get("header", "") is not None and not (query and "header" not in m)
+    header = r.optional_str(m, "header", path, "Authorization") or "Authorization"
+    r.header_name(header, f"{path}.header", m, "header")
+    prefix = r.string(m, "prefix", path, _default_prefix(token))
+    if any(c in prefix for c in "\r\n\0"):
+        raise r.error(f"{path}.prefix", "must not contain CR, LF or NUL", m, "prefix")
     route = Route(
         name=name,
         hosts=_hosts(r, m, path),
@@ -98,13 +108,17 @@ def _route(
         keep_inbound_as=_inbound(r, m, path, header),
         allow_http=r.boolean(m, "allow_http", path, False),
         allow_insecure_tls=r.boolean(m, "allow_insecure_tls", path, False),
-        token=parse_token(r, m["token"], f"{path}.token", m, cache) if "token" in m else None,
+        token=token,
         verify=_verify(r, m["verify"], f"{path}.verify", m) if "verify" in m else None,
         retry_on_401=r.boolean(m, "retry_on_401", path, False),
         scrub_responses=r.boolean(m, "scrub_responses", path, True),
+        inject=inject,
+        query=query,
+        principals=_principals(r, m, path),
+        **_placeholder(r, m, path, token),
     )
     if route.token is not None and _signs(route.token):
-        for key in ("header", "prefix", "inbound"):
+        for key in ("header", "prefix", "inbound", "query", "placeholder"):
             if key in m:
                 reason = "does not apply to a sigv4 route (it sets Authorization and X-Amz-*)"
                 raise r.error(f"{path}.{key}", reason, m, key)
@@ -203,6 +217,66 @@ def _verify(r: FieldReader, raw: Any, path: str, parent: Any) -> VerifyConfig:
         enforce=r.boolean(m, "enforce", path, False),
         leeway=float(r.number(m, "leeway", path, 0, low=0, high=3600) or 0),
     )
+
+
+_QUERY_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
+_PLACEHOLDER = re.compile(r"[!-~]{16,}")  # printable ASCII, no spaces
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _default_prefix(token: TokenConfig | None) -> str:
+    from authgw.kinds import kind_of  # the kinds parse with config's FieldReader
+
+    return kind_of(token).default_prefix if token is not None else "Bearer "
+
+
+def _query(r: FieldReader, m: Mapping[str, Any], path: str) -> str | None:
+    query = r.optional_str(m, "query", path, None)
+    if query is not None and not _QUERY_NAME.fullmatch(query):
+        raise r.error(
+            f"{path}.query", "must be a query parameter name ([A-Za-z0-9_.~-]+)", m, "query"
+        )
+    return query
+
+
+def _principals(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    raw = m.get("principals")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) and p for p in raw):
+        reason = "must be a non-empty list of proxyauth user names"
+        raise r.error(f"{path}.principals", reason, m, "principals")
+    return tuple(raw)
+
+
+def _placeholder(
+    r: FieldReader, m: Mapping[str, Any], path: str, token: TokenConfig | None
+) -> dict[str, Any]:
+    """``placeholder``, ``placeholder_env``, ``placeholder_in_body``: the first is what
+    the client holds instead of the credential (never quoted in an error: a user may
+    paste the real one there)."""
+    placeholder = m.get("placeholder")
+    if placeholder is None:
+        for key in ("placeholder_env", "placeholder_in_body"):
+            if key in m:
+                raise r.error(f"{path}.{key}", "needs placeholder:", m, key)
+        return {}
+    if not isinstance(placeholder, str) or not _PLACEHOLDER.fullmatch(placeholder):
+        reason = "must be 16 or more printable ASCII characters without spaces"
+        raise r.error(f"{path}.placeholder", reason, m, "placeholder")
+    if token is None:
+        reason = "needs a token: section (the credential it stands for)"
+        raise r.error(f"{path}.placeholder", reason, m, "placeholder")
+    env = r.optional_str(m, "placeholder_env", path, None)
+    if env is not None and not _ENV_NAME.fullmatch(env):
+        raise r.error(
+            f"{path}.placeholder_env", "is not an environment variable name", m, "placeholder_env"
+        )
+    return {
+        "placeholder": placeholder,
+        "placeholder_env": env,
+        "placeholder_in_body": r.boolean(m, "placeholder_in_body", path, False),
+    }
 
 
 def _signs(token: TokenConfig) -> bool:

@@ -128,6 +128,15 @@ class StaticTokenConfig:
 
 
 @dataclass(frozen=True)
+class BasicTokenConfig:
+    """HTTP Basic (RFC 7617): ``Authorization: Basic base64(username ":" password)``."""
+
+    username: SecretRef
+    password: SecretRef
+    type: Literal["basic"] = "basic"
+
+
+@dataclass(frozen=True)
 class OAuth2TokenConfig:
     """OAuth2 client credentials (RFC 6749 4.4) from ``token_url``."""
 
@@ -154,7 +163,12 @@ class SigV4TokenConfig:
 
 
 TokenConfig = (
-    HmacTokenConfig | StsTokenConfig | StaticTokenConfig | OAuth2TokenConfig | SigV4TokenConfig
+    HmacTokenConfig
+    | StsTokenConfig
+    | StaticTokenConfig
+    | BasicTokenConfig
+    | OAuth2TokenConfig
+    | SigV4TokenConfig
 )
 
 
@@ -188,6 +202,12 @@ class Route:
     verify: VerifyConfig | None = None
     retry_on_401: bool = False  # resend once with a fresh token (body not streamed)
     scrub_responses: bool = True  # the credentials sent replaced in the response (scrub.py)
+    inject: bool = True  # False: `header: null` (or `query:` alone): no header is set
+    query: str | None = None  # a query parameter that carries the credential
+    placeholder: str | None = None  # what the client holds instead of the credential
+    placeholder_env: str | None = None  # the variable `authgw exec` sets to it
+    placeholder_in_body: bool = False  # also replaced in a request body (<= 1 MiB)
+    principals: tuple[str, ...] = ()  # proxyauth user names the route is for; () any
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,8 @@ class Config:
     routes: tuple[Route, ...]
     unmatched: Literal["passthrough", "reject"] = "passthrough"
     upstream_header: str | None = None  # off unless the config names a header
+    leak_check: Literal["block", "observe", "off"] = "block"
+    leak_check_body_bytes: int = 1 << 20  # how much of a request body is searched
     upstream_scheme: Literal["http", "https"] = "https"
     cache: CacheSettings = CacheSettings()
     flowlog: Path | None = None

@@ -37,6 +37,8 @@ class Kind(Generic[C]):
     credential_headers: ClassVar[frozenset[bytes]] = frozenset()
     # The field a missing env/file secret is reported under (routes[i].token.FIELD).
     secret_field: ClassVar[str] = "secret"
+    # The route's ``prefix`` when the config gives none.
+    default_prefix: ClassVar[str] = "Bearer "
 
     def parse(
         self, r: FieldReader, raw: Mapping[str, Any], path: str, parent: Any, cache: CacheSettings
@@ -81,9 +83,10 @@ class Kind(Generic[C]):
 
 
 def _registry() -> dict[str, Kind[Any]]:
-    from authgw.kinds import hmac, oauth2, sigv4, static, sts
+    from authgw.kinds import basic, hmac, oauth2, sigv4, static, sts
 
-    return {k.name: k for k in (hmac.KIND, sts.KIND, static.KIND, oauth2.KIND, sigv4.KIND)}
+    kinds = (hmac.KIND, sts.KIND, static.KIND, basic.KIND, oauth2.KIND, sigv4.KIND)
+    return {k.name: k for k in kinds}
 
 
 KINDS: dict[str, Kind[Any]] = {}

@@ -196,3 +196,96 @@ def test_config_errors(tmp_path: Path, route: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
         load_config(path)
     assert PH_API not in str(caught.value)
+
+
+# -- the leak check ------------------------------------------------------------------
+
+
+def outcome(config: Path, f: Any) -> tuple[int | None, str | None]:
+    """(the gateway's own answer's status or None if forwarded, its X-Authgw-Error)."""
+    run_and_capture(config, f, lambda: None)
+    if f.response is None:
+        return None, None
+    return f.response.status_code, f.response.headers.get("X-Authgw-Error")
+
+
+B64 = base64.b64encode(STATIC.encode()).decode()
+QUOTED_LOWER = "sk-realApiKey%2fwith%2bodd%3dchars0123456789"
+
+
+@pytest.mark.parametrize(
+    ("where", "make"),
+    [
+        ("a placeholder in a header", lambda: flow("elsewhere.example", headers={"X": PH_API})),
+        ("a placeholder in the URL", lambda: flow("elsewhere.example", path=f"/?k={PH_API}")),
+        ("the secret in a header", lambda: flow("elsewhere.example", headers={"X": STATIC})),
+        (
+            "the secret percent-encoded",
+            lambda: flow("elsewhere.example", path=f"/?k={QUOTED_LOWER}"),
+        ),
+        ("the secret in base64", lambda: flow("elsewhere.example", headers={"X": B64})),
+        (
+            "the password in a Basic credential",
+            lambda: flow(
+                "elsewhere.example",
+                headers={
+                    "Authorization": "Basic " + base64.b64encode(f"me:{PASSWORD}".encode()).decode()
+                },
+            ),
+        ),
+        (
+            "the secret in a JSON body",
+            lambda: flow("elsewhere.example", content=f'{{"k": "{STATIC}"}}'.encode()),
+        ),
+        (
+            "the placeholder to another route's host",
+            lambda: flow("registry.example", headers={"X": PH_GIT}),
+        ),
+    ],
+)
+def test_a_credential_sent_elsewhere_is_403(gateway: Path, where: str, make: Any) -> None:
+    f, _, _ = make()
+    assert outcome(gateway, f) == (403, "credential_elsewhere"), where
+
+
+def test_the_same_credentials_toward_their_own_hosts_pass(gateway: Path) -> None:
+    f, _, _ = flow("api.example", headers={"X": STATIC}, content=f"k={PH_API}".encode())
+    assert outcome(gateway, f) == (None, None)
+    g, _, _ = flow("elsewhere.example", headers={"X": "nothing-secret-here"})
+    assert outcome(gateway, g) == (None, None)
+
+
+def test_observe_forwards_and_off_does_not_look(gateway: Path) -> None:
+    for mode in ("observe", "off"):
+        gateway.write_text(CONFIG.replace("version: 1\n", f"version: 1\nleak_check: {mode}\n"))
+        f, _, _ = flow("elsewhere.example", headers={"X": PH_API})
+        assert outcome(gateway, f) == (None, None), mode
+
+
+def test_a_token_the_gateway_issued_is_blocked_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("T_HMAC", "hmac-secret-for-the-leak-check-0123456789")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "version: 1\nroutes:\n  - {name: dash, hosts: [dash.example], "
+        "token: {type: hmac, secret: {env: T_HMAC}, claims: {sub: a}}}\n"
+    )
+    issued: list[str] = []
+
+    async def main() -> None:
+        addon = AuthGateway()
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, authgw_config=str(path))
+            f, wire, capture = flow("dash.example")
+            await hook(addon.requestheaders(f))
+            await hook(addon.request(f))
+            capture()
+            issued.append(dict(wire["headers"])[b"Authorization"].decode()[7:])
+            addon.decider.leaks._looked = float("-inf")  # the once-a-second look, now
+            g, _, _ = flow("elsewhere.example", headers={"X-Stolen": issued[0]})
+            await hook(addon.requestheaders(g))
+            assert g.response is not None and g.response.status_code == 403
+            addon.done()
+
+    asyncio.run(main())

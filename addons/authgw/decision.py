@@ -24,6 +24,7 @@ from authgw.config import Route
 from authgw.flowstate import FlowState
 from authgw.headers import rewrite_headers
 from authgw.kinds import kind_of
+from authgw.leaks import LeakCheck, body_text, request_texts
 from authgw.logs import WarnEveryMinute
 from authgw.metrics import Metrics
 from authgw.runtime import Runtime
@@ -45,6 +46,7 @@ class Decider:
         self._warn_limited = WarnEveryMinute(logger)
         self.apply = Apply(metrics, clock=clock, warn=self._warn_limited)
         self.tls_unverified = False  # mitmproxy's ssl_insecure (set by the addon)
+        self.leaks = LeakCheck()
 
     def decide(
         self, rt: Runtime, flow: http.HTTPFlow, state: FlowState, *, count: bool = True
@@ -65,8 +67,14 @@ class Decider:
     def _now(self, rt: Runtime, flow: http.HTTPFlow, state: FlowState) -> Answer | Later | None:
         """The decision as far as it goes without waiting (a cached token is injected)."""
         found = self._route(rt, flow.request, state, routing.principal_of(flow))
-        if found is None or isinstance(found, Answer):
+        if isinstance(found, Answer):
             return found
+        if rt.config.leak_check != "off":
+            leaked = self._leak(rt, flow, found, request_texts(flow.request))
+            if leaked is not None:
+                return leaked
+        if found is None:
+            return None
         route = found
         mismatch = self._bind(route, flow)
         if mismatch is not None:
@@ -154,6 +162,30 @@ class Decider:
         state.record.route, state.route = route.name, route
         return route
 
+    def _leak(
+        self, rt: Runtime, flow: http.HTTPFlow, route: Route | None, texts: list[str]
+    ) -> Answer | None:
+        """403 ``credential_elsewhere`` if the request carries a credential its route (or
+        none) does not own; under ``observe`` only the log line and the count."""
+        found = self.leaks.search(rt, texts, route.name if route else None)
+        if found is None:
+            return None
+        owners = ",".join(sorted(found.owners))
+        self.metrics.child(self.metrics.leaks_blocked, owners).inc()
+        block = rt.config.leak_check == "block"
+        self._warn_limited(
+            (owners, f"leak:{flow.request.host}"),
+            "authgw: a request to %s carries route %s's %s (%s); %s",
+            flow.request.host,
+            owners,
+            found.what,
+            found.fingerprint,
+            "answered 403" if block else "observe mode, forwarded",
+        )
+        if not block:
+            return None
+        return Answer(403, "credential elsewhere", error_class="credential_elsewhere")
+
     def _bind(self, route: Route, flow: http.HTTPFlow) -> Answer | None:
         """421 unless every host name the upstream may route by is one of the route's."""
         name = foreign_name(route, flow)
@@ -187,6 +219,13 @@ class Decider:
         moved it since (map_remote, modify_headers, a later script) to a target or a name
         its route does not cover; a sigv4 flow is signed as it will be sent, or 502."""
         route = state.route
+        if flow.response is None and rt.config.leak_check != "off":
+            text = body_text(flow.request, rt.config.leak_check_body_bytes)
+            leaked = self._leak(rt, flow, route, [text]) if text else None
+            if leaked is not None:
+                self.apply.answer(flow, state, leaked)
+                annotate.decided(flow, state.record)
+                return
         if route is None or flow.response is not None:
             return
         if state.token is None and state.sigv4 is None:

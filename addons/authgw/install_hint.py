@@ -19,6 +19,7 @@ _DISTRIBUTIONS = {
     "botocore": "boto3",
     "ruamel": "ruamel.yaml",
     "tornado": "tornado",
+    "ahocorasick": "pyahocorasick",
 }
 
 

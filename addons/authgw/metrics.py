@@ -64,6 +64,12 @@ class Metrics:
         self.cache_evictions = Counter(
             "authgw_token_cache_evictions", "Tokens evicted to keep the cache bound", registry=r
         )
+        self.leaks_blocked = Counter(
+            "authgw_leaks_blocked",
+            "Requests that carried a route's credential somewhere the route does not go",
+            ["route"],
+            registry=r,
+        )
         self.requests = Counter(
             "authgw_requests",
             "Requests by route and what the gateway did",

@@ -7,6 +7,8 @@ Sections:
   hook  the addon's `request` hook on a cached token, per source: microseconds per call
   scrub the response hooks on a routed flow, scrub_responses on beside off: bodies of
         2 B, 4 KB JSON (plain and gzip) and 1 MB without the credential, and 4 KB echoing it
+  leaks the leak check per request with 1, 100 and 1,000 secrets held, bodies of 1 KiB
+        and 1 MiB that hold none of them: leak_check block beside off
   cpu   mitmdump's CPU time per request: plain, with --modify-headers, with the
         gateway (cached token), measured in turns, with ratios to plain
   peers mitmdump's CPU per request in reverse mode under wrk (8 connections), side by
@@ -49,6 +51,7 @@ from benches.common import Row
 from benches.cpu import bench_cpu
 from benches.hook import bench_hook
 from benches.hosts import bench_hosts
+from benches.leaks import bench_leaks
 from benches.peers import bench_peers
 from benches.refresh import bench_refresh
 from benches.scrub import bench_scrub
@@ -61,6 +64,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "hook": lambda a: bench_hook(a.calls, a.rounds),
     "cpu": lambda a: bench_cpu(a.requests, a.rounds),
     "scrub": lambda a: bench_scrub(a.calls, a.rounds),
+    "leaks": lambda a: bench_leaks(a.rounds),
     "peers": lambda a: bench_peers(a.rounds, callgrind_requests=a.callgrind_requests),
     "refresh": lambda a: bench_refresh(10_000, a.refresh_seconds),
     "cold": lambda a: bench_cold(200),

@@ -128,8 +128,8 @@ class LeakCheck:
 
 
 def request_texts(req: http.Request) -> list[str]:
-    """What a request's head carries, as text (latin-1: byte for byte): the header values
-    with any Basic credential decoded, and the URL."""
+    """What a request's head carries, as one text (latin-1: byte for byte): the header
+    values with any Basic credential decoded, and the URL."""
     values = []
     for _, value in req.headers.fields:
         raw = bytes(value)
@@ -139,7 +139,8 @@ def request_texts(req: http.Request) -> list[str]:
                 values.append(base64.b64decode(raw[6:].strip(), validate=True))
             except (binascii.Error, ValueError):
                 pass
-    return [b"\n".join(values).decode("latin-1"), bytes(req.data.path).decode("latin-1")]
+    values.append(bytes(req.data.path))
+    return [b"\n".join(values).decode("latin-1")]  # one pass: no needle holds a newline
 
 
 def body_text(req: http.Request, limit: int) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from authgw.cli.drift import cmd_drift
 from authgw.cli.emulator import cmd_emulator
 from authgw.cli.run_check import addon_script, cmd_check, cmd_run, mitmdump_argv
+from authgw.cli.sandbox import cmd_env, cmd_exec
 from authgw.cli.status import cmd_status
 from authgw.cli.tokens import cmd_decode, cmd_token, cmd_verify
 
@@ -64,6 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = "e.g. authgw run -c gateway.yaml -- --listen-port 8081 --mode reverse:https://api"
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
     p.set_defaults(func=cmd_run, mitmdump_args=[])
+
+    p = verb("exec", "run COMMAND behind a gateway of its own: placeholders only, no secret")
+    p.usage = "authgw exec [-h] [-c CONFIG] [--principal NAME] [--listen-port P] -- COMMAND..."
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
+    p.add_argument("--principal", metavar="NAME", help="the proxyauth name COMMAND acts as")
+    p.add_argument("--listen-port", type=int, default=0, metavar="P", help="proxy port (free)")
+    p.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir (its CA)")
+    p.set_defaults(func=cmd_exec, command=[])
+
+    p = verb("env", "print export lines for a client of a gateway already running")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
+    p.add_argument(
+        "--principal",
+        metavar="NAME",
+        help="the proxyauth name (password from AUTHGW_PROXY_PASSWORD)",
+    )
+    p.add_argument("--port", type=int, required=True, help="the gateway's proxy port")
+    p.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir (its CA)")
+    p.set_defaults(func=cmd_env)
 
     p = verb("check", "validate a config file and list its routes with secret fingerprints")
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (gateway.yaml)")
@@ -166,10 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " (mitmdump's go after --: authgw run -c FILE -- ARGS)" if args.verb == "run" else ""
         parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if passthrough:
-        if args.verb != "run":
-            print("authgw: arguments after -- are only for `authgw run`", file=sys.stderr)
+        if args.verb == "exec":
+            args.command = passthrough
+        elif args.verb != "run":
+            print("authgw: arguments after -- are for `authgw run` and `exec`", file=sys.stderr)
             return 2
-        args.mitmdump_args = passthrough
+        else:
+            args.mitmdump_args = passthrough
     try:
         result: Any = args.func(args)
     except BrokenPipeError:  # `authgw token ... | head`: the reader left; not an error

@@ -134,3 +134,39 @@ print(json.dumps(seen))
     seen = json.loads(done.stdout.splitlines()[-1])
     assert any(k.startswith("gateway") for k in seen), seen
     assert all(v == 13 for v in seen.values()), seen  # EACCES, every one
+
+
+def test_exec_as_a_principal_keeps_the_proxy_password_out_of_every_command_line(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "agent.yaml"
+    route = {
+        "name": "agent",
+        "hosts": [f"127.0.0.1:{upstream.port}"],
+        "principals": ["agent_a"],
+        "token": {"type": "static", "value": {"env": "EXEC_REAL_KEY"}},
+    }
+    path.write_text(json.dumps({"version": 1, "routes": [route]}))
+    code = (
+        "import glob, json, os, urllib.request as u;"
+        "proxy = os.environ['HTTP_PROXY'];"
+        "lines = [open(p, 'rb').read() for p in glob.glob('/proc/[0-9]*/cmdline')];"
+        "secret = proxy.split(':')[2].split('@')[0].encode();"
+        f"u.urlopen('http://127.0.0.1:{upstream.port}/who').read();"
+        "print(json.dumps({'user': proxy.split('//')[1].split(':')[0],"
+        " 'in_cmdlines': sum(secret in line for line in lines)}))"
+    )
+    env = {**os.environ, "EXEC_REAL_KEY": SECRET}
+    done = subprocess.run(
+        [*AUTHGW, "exec", "-c", str(path), "--principal", "agent_a"]
+        + ["--confdir", str(tmp_path / "confdir"), "--", sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen == {"user": "agent_a", "in_cmdlines": 0}
+    sent = (upstream.last.header("Authorization") or "").removeprefix("Bearer ")
+    assert fingerprint(sent) == fingerprint(SECRET)  # the principal's route matched

@@ -50,8 +50,14 @@ CA_VARIABLES = (
 )
 AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 START_TIMEOUT = 30.0
-NONDUMPABLE = (
-    "import ctypes; ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0); "  # PR_SET_DUMPABLE
+# The gateway's first lines: PR_SET_DUMPABLE 0 (execve reset it), and the proxyauth
+# setting taken from the environment, which the mark protects, rather than from argv,
+# which /proc/PID/cmdline shows every user.
+GATEWAY_START = (
+    "import ctypes, os, sys; ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0); "
+    "auth = os.environ.pop('AUTHGW_EXEC_PROXYAUTH', None); "
+    "sys.argv += ['--set', 'proxyauth=' + auth] if auth else []; "
+    "from mitmproxy.tools.main import mitmdump; mitmdump()"
 )
 
 
@@ -124,11 +130,11 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _gateway_argv(config: Path, port: int, confdir: Path, auth: str | None) -> list[str]:
-    argv = [
+def _gateway_argv(config: Path, port: int, confdir: Path) -> list[str]:
+    return [
         sys.executable,
         "-c",
-        NONDUMPABLE + "from mitmproxy.tools.main import mitmdump; mitmdump()",
+        GATEWAY_START,
         "-s",
         str(addon_script()),
         "--set",
@@ -144,7 +150,6 @@ def _gateway_argv(config: Path, port: int, confdir: Path, auth: str | None) -> l
         "--set",
         "termlog_verbosity=warn",
     ]
-    return [*argv, "--set", f"proxyauth={auth}"] if auth else argv
 
 
 def _die_with_parent() -> None:
@@ -166,8 +171,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     password = secrets.token_urlsafe(24) if args.principal else None
     auth = f"{args.principal}:{password}" if args.principal else None
     confdir = Path(args.confdir).expanduser()
+    gateway_env = {**os.environ, **({"AUTHGW_EXEC_PROXYAUTH": auth} if auth else {})}
     gateway = subprocess.Popen(
-        _gateway_argv(path, port, confdir, auth),
+        _gateway_argv(path, port, confdir),
+        env=gateway_env,
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
     )

@@ -43,22 +43,26 @@ DEMO_SECRET = "demo-secret-for-the-status-dashboard-0123456789"
 DEMO_STATIC = "demo-static-gateway-token-5f3c2a"
 DEMO_AWS_KEY = "AKIDDEMO"
 DEMO_AWS_SECRET = "demo-not-a-real-key"
+DEMO_PLACEHOLDER = "ph-demo-gateway-key-0001"
 
 
 class Echo(BaseHTTPRequestHandler):
-    """Answers with what it received, so the demo can show the injected header."""
+    """Answers with what it received (the gateway scrubs the token out of that answer:
+    the client gets its redaction) and keeps it in ``received`` for the demo to show."""
+
+    received: list[dict[str, Any]] = []
 
     def _echo(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode(errors="replace")
-        payload = json.dumps(
-            {
-                "method": self.command,
-                "path": self.path,
-                "headers": dict(self.headers.items()),
-                "body": body,
-            }
-        ).encode()
+        got = {
+            "method": self.command,
+            "path": self.path,
+            "headers": dict(self.headers.items()),
+            "body": body,
+        }
+        Echo.received.append(got)
+        payload = json.dumps(got).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -102,6 +106,7 @@ def demo_config(
               tags: {{team: payments}}
           - name: gateway                   # a static token from a file
             hosts: ["127.0.0.1:{gateway}"]
+            placeholder: {DEMO_PLACEHOLDER}   # what a sandboxed client holds instead
             token:
               type: static
               value: {{file: gateway-token}}
@@ -170,16 +175,17 @@ def through_proxy(
 
 def show(title: str, status: int, echoed: dict[str, Any] | str, verify: Any) -> None:
     print(f"\n== {title}: HTTP {status}")
-    if not isinstance(echoed, dict):
-        print(f"   answer: {echoed.strip()}")
+    if not isinstance(echoed, dict) or not Echo.received:
+        print(f"   answer: {str(echoed).strip()}")
         return
-    header = echoed["headers"].get("Authorization", "")
-    token = header.removeprefix("Bearer ")
+    got = Echo.received[-1]  # what the upstream received
+    token = got["headers"].get("Authorization", "").removeprefix("Bearer ")
     peeked = peek(token)
     print(
-        f"   upstream got {echoed['method']} {echoed['path']} with "
+        f"   upstream got {got['method']} {got['path']} with "
         f"Authorization: Bearer <{fingerprint(token)}>"
     )
+    print(f"   its echo reached the client as: {echoed['headers'].get('Authorization')}")
     if peeked is not None:
         print(f"   header: {json.dumps(peeked.header)}")
         print(f"   claims: {json.dumps(peeked.claims)}")
@@ -188,6 +194,21 @@ def show(title: str, status: int, echoed: dict[str, Any] | str, verify: Any) -> 
         print("   signature: valid")
     except jwt.PyJWTError as e:
         print(f"   signature: INVALID ({e})")
+
+
+def sandboxed(port: int, gw: int, dash: int) -> None:
+    """A client that holds only the gateway route's placeholder (docs/sandbox.md)."""
+    print("\n== a sandboxed client holding only the placeholder (gateway)")
+    path = f"/sandboxed?token={DEMO_PLACEHOLDER}"
+    status, _ = through_proxy(port, "GET", f"http://127.0.0.1:{gw}{path}")
+    got = Echo.received[-1]["path"].partition("token=")[2]
+    print(
+        f"   GET {path} -> HTTP {status}; the upstream got token=<{fingerprint(got)}>, "
+        f"the file's token: {got == DEMO_STATIC}"
+    )
+    elsewhere = f"http://127.0.0.1:{dash}/paste?token={DEMO_PLACEHOLDER}"
+    status, answer = through_proxy(port, "GET", elsewhere)
+    print(f"   the same placeholder to status_dashboard's host -> HTTP {status} {answer}".rstrip())
 
 
 def main() -> int:
@@ -278,6 +299,7 @@ def main() -> int:
                     else (_ for _ in ()).throw(jwt.InvalidTokenError("not the file's token"))
                 ),
             )
+            sandboxed(port, gw, dash)
             status, echoed = through_proxy(port, "GET", f"http://127.0.0.1:{idp}/reports")
             show(
                 "oauth2 (idp_api)",

@@ -22,6 +22,7 @@ import base64
 import binascii
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -92,14 +93,15 @@ class LeakCheck:
         self._clock = clock
         self._automaton: Any = None
         self._needles: dict[str, tuple[frozenset[str], str]] = {}
-        self._runtime: object = None
+        self._runtime: weakref.ref[Runtime] | None = None  # not kept alive by the check
         self._looked = float("-inf")
 
     def _refresh(self, rt: Runtime) -> None:
         now = self._clock()
-        if rt is self._runtime and now - self._looked < RECHECK:
+        same = self._runtime is not None and self._runtime() is rt
+        if same and now - self._looked < RECHECK:
             return
-        self._runtime, self._looked = rt, now
+        self._runtime, self._looked = weakref.ref(rt), now
         current = needles(rt)
         if current == self._needles:
             return

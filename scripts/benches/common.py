@@ -3,9 +3,11 @@ the gateway config, a mitmdump on a free port, a keep-alive client, /proc and /m
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import itertools
 import json
+import logging
 import os
 import socket
 import statistics
@@ -14,17 +16,19 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from launcher import LOOPBACK_ANY_PORT, MITMDUMP, Mitmdump
 from loopback import get_text
 
 from authgw.cli import addon_script
 from authgw.emulator import StsEmulator
+
+T = TypeVar("T")
 
 SECRET = "bench-secret-" + "x" * 40
 STATIC = "bench-static-token-0123456789"
@@ -95,6 +99,19 @@ def sts_env() -> Iterator[dict[str, str]]:
             "BENCH_SECRET": SECRET,
             "BENCH_STATIC": STATIC,
         }
+
+
+def run_in_process(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` for a section that drives the addon through
+    ``mitmproxy.test.taddons``, whose master logs through its (then closed) event loop:
+    the root logger's handlers and level are put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return asyncio.run(coro)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import logging
 import os
 import statistics
 import tempfile
@@ -12,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benches.common import Row, gateway_config, sts_env
+from benches.common import Row, gateway_config, run_in_process, sts_env
 
 from authgw.addon import AuthGateway
 
@@ -62,14 +60,7 @@ def bench_hook(calls: int, rounds: int) -> list[Row]:
                 addon.done()
             return results
 
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            results = asyncio.run(measure())
-        finally:
-            # taddons' master logs through its (now closed) event loop: take it back out.
-            root.handlers[:] = handlers
-            root.setLevel(level)
+        results = run_in_process(measure())
         for source, us in results.items():
             rows.append(
                 (

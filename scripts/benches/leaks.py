@@ -9,9 +9,7 @@ hooks (`requestheaders`, `request`: the head and the body are searched), with
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import logging
 import os
 import statistics
 import tempfile
@@ -19,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benches.common import Row
+from benches.common import Row, run_in_process
 
 from authgw.addon import AuthGateway
 
@@ -81,13 +79,7 @@ def bench_leaks(rounds: int) -> list[Row]:
                         addon.done()
         return results
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        results = asyncio.run(measure())
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    results = run_in_process(measure())
     rows: list[Row] = []
     for n in SECRETS:
         for name in BODIES:

@@ -23,8 +23,12 @@ def addon_script() -> Path:
     return Path(__file__).resolve().parents[2] / "auth_gateway.py"
 
 
-def mitmdump_argv(config: Path, extra: Sequence[str] = ()) -> list[str]:
-    """argv that runs mitmdump with the gateway on ``config`` in this Python.
+MITMDUMP = "from mitmproxy.tools.main import mitmdump; mitmdump()"
+
+
+def mitmdump_argv(config: Path, extra: Sequence[str] = (), *, start: str = MITMDUMP) -> list[str]:
+    """argv that runs mitmdump with the gateway on ``config`` in this Python (``start``:
+    the ``-c`` code that starts it).
 
     It listens on 127.0.0.1 unless ``extra`` says otherwise (``--listen-host`` or
     ``--set listen_host=``, both later on the line and so the ones that count):
@@ -32,7 +36,7 @@ def mitmdump_argv(config: Path, extra: Sequence[str] = ()) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "from mitmproxy.tools.main import mitmdump; mitmdump()",
+        start,
         "-s",
         str(addon_script()),
         "--set",

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from authgw import config as configmod
-from authgw.cli.run_check import addon_script
+from authgw.cli.run_check import MITMDUMP, mitmdump_argv
 from authgw.config import Config, ConfigError
 from authgw.kinds import kind_of
 
@@ -56,8 +56,7 @@ START_TIMEOUT = 30.0
 GATEWAY_START = (
     "import ctypes, os, sys; ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0); "
     "auth = os.environ.pop('AUTHGW_EXEC_PROXYAUTH', None); "
-    "sys.argv += ['--set', 'proxyauth=' + auth] if auth else []; "
-    "from mitmproxy.tools.main import mitmdump; mitmdump()"
+    "sys.argv += ['--set', 'proxyauth=' + auth] if auth else []; " + MITMDUMP
 )
 
 
@@ -131,25 +130,9 @@ def _listening(port: int) -> bool:
 
 
 def _gateway_argv(config: Path, port: int, confdir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        GATEWAY_START,
-        "-s",
-        str(addon_script()),
-        "--set",
-        f"authgw_config={config}",
-        "--listen-host",
-        "127.0.0.1",
-        "--listen-port",
-        str(port),
-        "--set",
-        f"confdir={confdir}",
-        "--set",
-        "flow_detail=0",
-        "--set",
-        "termlog_verbosity=warn",
-    ]
+    extra = ["--listen-port", str(port), "--set", f"confdir={confdir}"]
+    extra += ["--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
+    return mitmdump_argv(config, extra, start=GATEWAY_START)
 
 
 def _die_with_parent() -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,67 @@ def test_exec_as_a_principal_keeps_the_proxy_password_out_of_every_command_line(
     assert seen == {"user": "agent_a", "in_cmdlines": 0}
     sent = (upstream.last.header("Authorization") or "").removeprefix("Bearer ")
     assert fingerprint(sent) == fingerprint(SECRET)  # the principal's route matched
+
+
+def _started(tmp_path: Path, upstream: Upstream, code: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "EXEC_REAL_KEY": SECRET, "EXEC_HMAC": HMAC}
+    argv = [*AUTHGW, "exec", "-c", str(config(tmp_path, upstream))]
+    argv += ["--confdir", str(tmp_path / "confdir"), "--", sys.executable, "-c", code]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+
+
+WAIT_FOR_SIGNAL = (
+    "import os, signal, sys, time; print(os.getpid(), flush=True);"
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42)); time.sleep(60)"
+)
+
+
+def _gateway_of(exec_pid: int, child_pid: int) -> int:
+    children = Path(f"/proc/{exec_pid}/task/{exec_pid}/children").read_text().split()
+    return next(int(p) for p in children if int(p) != child_pid)
+
+
+def _gone(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_goes_to_the_command_and_its_status_comes_back(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    proc = _started(tmp_path, upstream, WAIT_FOR_SIGNAL)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        gateway = _gateway_of(proc.pid, child)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 42  # the command's handler ran; its status is exec's
+        assert _gone(gateway)  # and the gateway stopped with it
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_the_gateway_stops_when_exec_is_killed(tmp_path: Path, upstream: Upstream) -> None:
+    proc = _started(tmp_path, upstream, WAIT_FOR_SIGNAL)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        gateway = _gateway_of(proc.pid, child)
+        proc.kill()  # SIGKILL: exec runs no cleanup
+        proc.wait(10)
+        assert _gone(gateway)  # PR_SET_PDEATHSIG
+    finally:
+        os.kill(child, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -236,3 +236,21 @@ def test_the_gateway_stops_when_exec_is_killed(tmp_path: Path, upstream: Upstrea
         os.kill(child, signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_requests_in_the_command_holds_only_the_placeholder(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Python's requests reads the proxy and CA variables exec sets, and sends the
+    placeholder it was given; the upstream gets the key."""
+    code = (
+        "import os, requests;"
+        f"r = requests.get('http://127.0.0.1:{upstream.port}/r',"
+        " headers={'X-Key': os.environ['API_KEY']}, timeout=20);"
+        "print(r.status_code, os.environ['REQUESTS_CA_BUNDLE'] != '')"
+    )
+    done = run_exec(tmp_path, upstream, code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["200", "True"]
+    assert fingerprint(upstream.last.header("X-Key") or "") == fingerprint(SECRET)
+    assert not leaks({"stdout": done.stdout}, [SECRET])

@@ -141,3 +141,24 @@ def test_a_reader_that_leaves_is_no_traceback(tmp_path: Path) -> None:
         ["/bin/sh", "-c", shell], capture_output=True, text=True, timeout=60, check=False
     )
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_env_prints_the_variables_for_a_running_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    confdir = tmp_path / "confdir"
+    confdir.mkdir()
+    (confdir / "mitmproxy-ca-cert.pem").write_text("-----BEGIN CERTIFICATE-----\nx\n")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "version: 1\nroutes:\n  - {name: api, hosts: [api.example], "
+        "placeholder: ph-api-0123456789abcdef, placeholder_env: API_KEY, "
+        "token: {type: static, value: {env: REAL_KEY}}}\n"
+    )
+    argv = ["env", "-c", str(config), "--port", "8123", "--confdir", str(confdir)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "export HTTPS_PROXY=http://127.0.0.1:8123" in out
+    assert "export API_KEY=ph-api-0123456789abcdef" in out
+    assert f"export SSL_CERT_FILE={confdir / 'ca-bundle.pem'}" in out
+    assert "unset REAL_KEY" in out and "unset NO_PROXY" in out

@@ -289,3 +289,20 @@ def test_a_token_the_gateway_issued_is_blocked_elsewhere(
             addon.done()
 
     asyncio.run(main())
+
+
+def test_a_leak_check_that_fails_on_the_body_answers_502_not_forwards(
+    gateway: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from authgw.leaks import LeakCheck
+
+    real = LeakCheck.search
+
+    def broken(self: LeakCheck, rt: Any, texts: Any, route: str | None) -> Any:
+        if any("body-marker" in t for t in texts):
+            raise RuntimeError("matcher broke")
+        return real(self, rt, texts, route)
+
+    monkeypatch.setattr(LeakCheck, "search", broken)
+    f, _, _ = flow("elsewhere.example", content=b"body-marker")
+    assert outcome(gateway, f) == (502, "internal")

@@ -174,7 +174,7 @@ class Decider:
         self.metrics.child(self.metrics.leaks_blocked, owners).inc()
         block = rt.config.leak_check == "block"
         self._warn_limited(
-            (owners, f"leak:{flow.request.host}"),
+            (owners, f"leak:{found.what}"),  # never keyed by a host the client names
             "authgw: a request to %s carries route %s's %s (%s); %s",
             flow.request.host,
             owners,
@@ -220,10 +220,15 @@ class Decider:
         its route does not cover; a sigv4 flow is signed as it will be sent, or 502."""
         route = state.route
         if flow.response is None and rt.config.leak_check != "off":
-            text = body_text(flow.request, rt.config.leak_check_body_bytes)
-            leaked = self._leak(rt, flow, route, [text]) if text else None
+            try:
+                text = body_text(flow.request, rt.config.leak_check_body_bytes)
+                leaked = self._leak(rt, flow, route, [text]) if text else None
+            except Exception as e:  # noqa: BLE001 - fail closed: an unchecked body stays
+                self.apply.failed(rt, flow, state, e)
+                leaked = None
             if leaked is not None:
                 self.apply.answer(flow, state, leaked)
+            if flow.response is not None:
                 annotate.decided(flow, state.record)
                 return
         if route is None or flow.response is not None:

@@ -225,6 +225,13 @@ QUOTED_LOWER = "sk-realApiKey%2fwith%2bodd%3dchars0123456789"
         ),
         ("the secret in base64", lambda: flow("elsewhere.example", headers={"X": B64})),
         (
+            "the password in a BASIC credential",
+            lambda: flow(
+                "elsewhere.example",
+                headers={"X-Auth": "BASIC " + base64.b64encode(f"me:{PASSWORD}".encode()).decode()},
+            ),
+        ),
+        (
             "the password in a Basic credential",
             lambda: flow(
                 "elsewhere.example",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import operator
 import re
 import time
 import weakref
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 MIN_NEEDLE = 8
 RECHECK = 1.0  # seconds between looks at whether the needles changed
+_value = operator.itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -131,18 +133,19 @@ class LeakCheck:
 
 def request_texts(req: http.Request) -> list[str]:
     """What a request's head carries, as one text (latin-1: byte for byte): the header
-    values with any Basic credential decoded, and the URL."""
-    values = []
-    for _, value in req.headers.fields:
-        raw = bytes(value)
-        values.append(raw)
-        if raw[:6].lower() == b"basic ":
-            try:
-                values.append(base64.b64decode(raw[6:].strip(), validate=True))
-            except (binascii.Error, ValueError):
-                pass
-    values.append(bytes(req.data.path))
-    return [b"\n".join(values).decode("latin-1")]  # one pass: no needle holds a newline
+    values, the URL, and any Basic credential decoded. Every request passes here: one
+    join, and a loop over the fields only when one may be Basic."""
+    fields = req.headers.fields
+    blob = b"\n".join([*map(_value, fields), bytes(req.data.path)])
+    if blob.lower().find(b"basic ") >= 0:  # a Basic credential, in any case: decode it
+        for _, value in fields:
+            raw = bytes(value)
+            if raw[:6].lower() == b"basic ":
+                try:
+                    blob += b"\n" + base64.b64decode(raw[6:].strip(), validate=True)
+                except (binascii.Error, ValueError):
+                    pass
+    return [blob.decode("latin-1")]  # one pass: no needle holds a newline
 
 
 def body_text(req: http.Request, limit: int) -> str:

@@ -162,3 +162,17 @@ def test_env_prints_the_variables_for_a_running_gateway(
     assert "export API_KEY=ph-api-0123456789abcdef" in out
     assert f"export SSL_CERT_FILE={confdir / 'ca-bundle.pem'}" in out
     assert "unset REAL_KEY" in out and "unset NO_PROXY" in out
+
+
+def test_exec_removes_aws_credentials_when_a_secret_lives_in_aws(tmp_path: Path) -> None:
+    from authgw.cli.sandbox import secret_variables
+    from authgw.config import load
+
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "version: 1\nroutes:\n  - {name: api, hosts: [api.example], "
+        "token: {type: static, value: {aws_secretsmanager: prod/key}}}\n"
+    )
+    names = secret_variables(load(config), ["VAULT_TOKEN"])
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"} <= names
+    assert "VAULT_TOKEN" in names  # --unset, for what a cmd: source reads

@@ -313,3 +313,53 @@ def test_a_leak_check_that_fails_on_the_body_answers_502_not_forwards(
     monkeypatch.setattr(LeakCheck, "search", broken)
     f, _, _ = flow("elsewhere.example", content=b"body-marker")
     assert outcome(gateway, f) == (502, "internal")
+
+
+# -- from the review: what a client builds around the placeholder ---------------------
+
+
+def test_a_basic_credential_the_client_built_comes_back_as_it_built_it(gateway: Path) -> None:
+    """The client picks the user name; the base64 on the wire is then none the gateway
+    made itself, and the echo must not hand it back."""
+    held = base64.b64encode(f"me:{PH_API}".encode()).decode()
+    f, _, _ = flow("api.example", headers={"Authorization": f"Basic {held}"})
+    real = base64.b64encode(f"me:{STATIC}".encode()).decode()
+    echo = http.Response.make(200, f'{{"auth": "Basic {real}"}}'.encode())
+    send(gateway, f, echo)
+    assert f.response.content == f'{{"auth": "Basic {held}"}}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("where", "make"),
+    [
+        ("a header name", lambda: flow("elsewhere.example", headers={PH_API: "1"})),
+        ("the host", lambda: flow(f"{PH_API}.evil.example")),
+        (
+            "a Basic value without padding, after a tab",
+            lambda: flow(
+                "elsewhere.example",
+                headers={
+                    "X": "Basic\t" + base64.b64encode(f"a:{PASSWORD}".encode()).decode().rstrip("=")
+                },
+            ),
+        ),
+        (
+            "base64 of the secret one byte into a group",
+            lambda: flow(
+                "elsewhere.example",
+                headers={"X": base64.b64encode(b"a" + STATIC.encode()).decode()},
+            ),
+        ),
+    ],
+)
+def test_what_the_review_slipped_past_the_leak_check_is_403(
+    gateway: Path, where: str, make: Any
+) -> None:
+    f, _, _ = make()
+    assert outcome(gateway, f) == (403, "credential_elsewhere"), where
+
+
+def test_a_secret_in_request_trailers_is_403(gateway: Path) -> None:
+    f, _, _ = flow("elsewhere.example")
+    f.request.trailers = http.Headers(x_leak=STATIC)
+    assert outcome(gateway, f) == (403, "credential_elsewhere")

@@ -224,3 +224,22 @@ def test_a_fitted_replacement_keeps_the_length() -> None:
     assert [len(scrub._fitted(r, n, True)) for n in (1, 2, 3, 20, 37, 80)] == [1, 2, 3, 20, 37, 80]
     assert scrub._fitted(r, 80, True).startswith(r[:-1]) and scrub._fitted(r, 80, True)[-1:] == b">"
     assert scrub._fitted(r, 5, False) == r
+
+
+@pytest.mark.parametrize("ce", ["rot13", "rot_13"])
+def test_an_encoding_whose_decoder_raises_typeerror_is_withheld(ce: str) -> None:
+    """mitmproxy's decode re-raises TypeError (a str codec): that must not escape the hook,
+    which mitmproxy would answer by sending the response unchecked."""
+    f = flow_with(b"")
+    f.response.headers["Content-Encoding"] = ce  # type: ignore[attr-defined]
+    f.response.raw_content = JWT.value.encode()  # type: ignore[attr-defined]
+    scrub.on_response(f, state_for(JWT))  # type: ignore[arg-type]
+    assert f.response.status_code == 502  # type: ignore[attr-defined]
+    assert JWT.value.encode() not in f.response.raw_content  # type: ignore[attr-defined]
+
+
+def test_a_tilde_is_found_percent_encoded_and_u_escaped() -> None:
+    value = "tok~en-0123456789abcdef"
+    secret = scrub.secret(value)
+    for form in ("tok%7Een-0123456789abcdef", "tok\\u007een-0123456789abcdef", value):
+        assert scrub.text(form.encode(), [secret]) == secret.replacement, form

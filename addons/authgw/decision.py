@@ -304,7 +304,7 @@ class Decider:
         state.key, state.token = key, token
         record.kid = token.kid
         record.token_expires_in = token.seconds_left(self._clock())
-        placement.place(req, route, token, record)  # placeholders first: then the header
+        state.placed = placement.place(req, route, token, record)  # placeholders, then header
         rewrite_headers(req.headers, route, token, record)
         record.action = "injected"
         rt.last_errors.pop(route.name, None)

@@ -37,3 +37,4 @@ class FlowState:
     presigned: bool = False  # ... or at least made (before the body was known)
     signature: str | None = None  # its Signature=, scrubbed from AWS's error answers
     body_shown: bytes | None = None  # the body as the client sent it (placeholder_in_body)
+    placed: tuple[tuple[str, str], ...] = ()  # Basic credentials rewritten: (sent, client's)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import operator
+import itertools
 import re
 import time
 import weakref
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 MIN_NEEDLE = 8
 RECHECK = 1.0  # seconds between looks at whether the needles changed
-_value = operator.itemgetter(1)
+_chain = itertools.chain.from_iterable
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,25 @@ class Found:
 
 
 def forms(value: str) -> Iterator[str]:
-    """``value`` as is, percent-encoded (both hex cases) and base64 (the part of its
-    encoding that does not depend on what follows it)."""
+    """``value`` as is (and, beyond ASCII, as its UTF-8 bytes read as latin-1, which is how
+    a request is read), percent-encoded (both hex cases) and base64 in both alphabets: the
+    part of its encoding that does not depend on what stands before or after it, for each
+    of the three places it may start in a base64 group."""
+    raw = value.encode("utf-8", "surrogateescape")
     yield value
+    if not value.isascii():
+        yield raw.decode("latin-1")
     quoted = quote(value, safe="")
     if quoted != value:
         yield quoted
         yield re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quoted)
-    raw = value.encode("utf-8", "surrogateescape")
-    whole = len(raw) // 3 * 4
-    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
-        if whole >= MIN_NEEDLE:
-            yield encoded[:whole].decode()
+    for offset in range(3):
+        whole = (offset + len(raw)) // 3 * 4  # groups that end within the value
+        start = 4 if offset else 0  # the first group holds bytes from before it
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            part = encode(b"\0" * offset + raw)[start:whole]
+            if len(part) >= MIN_NEEDLE:
+                yield part.decode()
 
 
 def needles(rt: Runtime) -> dict[str, tuple[frozenset[str], str]]:
@@ -132,25 +139,37 @@ class LeakCheck:
 
 
 def request_texts(req: http.Request) -> list[str]:
-    """What a request's head carries, as one text (latin-1: byte for byte): the header
-    values, the URL, and any Basic credential decoded. Every request passes here: one
-    join, and a loop over the fields only when one may be Basic."""
+    """What a request's head carries, as one text (latin-1: byte for byte): header names
+    and values, the URL and the host (or ``:authority``), and any Basic credential
+    decoded. Every request passes here: one join, and a loop over the fields only when
+    one may be Basic."""
     fields = req.headers.fields
-    blob = b"\n".join([*map(_value, fields), bytes(req.data.path)])
-    if blob.lower().find(b"basic ") >= 0:  # a Basic credential, in any case: decode it
+    data = req.data
+    blob = b"\n".join([*_chain(fields), bytes(data.path), data.authority, data.host.encode()])
+    if blob.lower().find(b"basic") >= 0:  # a Basic credential, in any case: decode it
         for _, value in fields:
-            raw = bytes(value)
-            if raw[:6].lower() == b"basic ":
-                try:
-                    blob += b"\n" + base64.b64decode(raw[6:].strip(), validate=True)
-                except (binascii.Error, ValueError):
-                    pass
+            decoded = _basic(bytes(value))
+            if decoded:
+                blob += b"\n" + decoded
     return [blob.decode("latin-1")]  # one pass: no needle holds a newline
 
 
+def _basic(raw: bytes) -> bytes | None:
+    """The decoded ``user:password`` of a Basic value, read leniently (any space after the
+    scheme, padding missing, stray characters skipped), or None."""
+    if raw[:5].lower() != b"basic" or raw[5:6] not in (b" ", b"\t"):
+        return None
+    encoded = raw[5:].strip()
+    try:
+        return base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def body_text(req: http.Request, limit: int) -> str:
-    """The first ``limit`` bytes of a body that is not streamed, as text."""
+    """The first ``limit`` bytes of a body that is not streamed, and the trailers, as text."""
+    trailers = b"\n".join(_chain(req.trailers.fields)) if req.trailers else b""
     if req.stream or limit <= 0:
-        return ""
-    raw = req.raw_content
-    return raw[:limit].decode("latin-1") if raw else ""
+        return trailers.decode("latin-1")
+    raw = (req.raw_content or b"")[:limit]
+    return (raw + b"\n" + trailers if trailers else raw).decode("latin-1")

@@ -28,31 +28,42 @@ from authgw.tokens import Token
 MAX_BODY = 1 << 20  # placeholder_in_body: bodies up to 1 MiB
 
 
-def place(req: http.Request, route: Route, token: Token, record: FlowRecord) -> None:
-    """The credential in place of the placeholder and in the query parameter."""
+def place(
+    req: http.Request, route: Route, token: Token, record: FlowRecord
+) -> tuple[tuple[str, str], ...]:
+    """The credential in place of the placeholder and in the query parameter. Returns the
+    Basic credentials it rewrote, as (sent, what the client sent): their base64 holds the
+    credential under a user name the client chose, which scrubbing must know as well."""
+    placed: tuple[tuple[str, str], ...] = ()
     if route.placeholder is not None:
-        _headers(req, route.placeholder.encode(), token.credential.encode())
+        placed = _headers(req, route.placeholder.encode(), token.credential.encode())
         _url(req, route.placeholder.encode(), token.credential.encode())
     if route.query is not None:
         _query(req, route, token)
         record.headers_set.append(f"?{route.query}")
+    return placed
 
 
-def _headers(req: http.Request, placeholder: bytes, credential: bytes) -> None:
+def _headers(
+    req: http.Request, placeholder: bytes, credential: bytes
+) -> tuple[tuple[str, str], ...]:
     fields = []
+    basics = []
     changed = False
     for name, value in req.headers.fields:
         raw = bytes(value)
-        new = (
-            raw.replace(placeholder, credential)
-            if placeholder in raw
-            else _basic(name, raw, placeholder, credential)
-        )
+        if placeholder in raw:
+            new: bytes | None = raw.replace(placeholder, credential)
+        else:
+            new = _basic(name, raw, placeholder, credential)
+            if new is not None:
+                basics.append((new[6:].decode(), raw[6:].strip().decode("latin-1")))
         if new is not None:
             value, changed = Masked(new, raw.decode("utf-8", "surrogateescape")), True
         fields.append((name, value))
     if changed:
         req.headers.fields = tuple(fields)
+    return tuple(basics)
 
 
 def _basic(name: bytes, raw: bytes, placeholder: bytes, credential: bytes) -> bytes | None:

@@ -9,7 +9,8 @@ or ``-w`` sees it: as sent, and in the forms an echo writes it (JSON string esca
 ``\\/`` and ``\\uXXXX``, percent-encoding in either case, ``+`` for a space).
 
 A credential's form is a pattern of one group per character: a character that no
-escaping changes (``A-Za-z0-9-._~``) stands for itself, any other for each of its
+escaping changes (``A-Za-z0-9-._``; not ``~``, which PHP and HTML forms write as
+``%7E``) stands for itself, any other for each of its
 escapes. A JWT is all such characters, so it is found with ``bytes.replace``. Before a
 pattern runs, its longest unescaped run (the *anchor*) must be in the text: a response
 without the credential costs one ``bytes.find`` per credential (``find``, not ``in``:
@@ -45,7 +46,7 @@ from authgw.tokens import TokenUnavailable, fingerprint
 logger = logging.getLogger(__name__)
 
 _chain = chain.from_iterable
-_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
 _WIDEST = 12  # bytes a form may take per byte: "\ud83d\ude00" for a 4-byte character
 
 
@@ -126,7 +127,7 @@ def secret(value: str, replacement: str | None = None) -> Secret:
     """The ``Secret`` for a credential, replaced by ``replacement`` or by its redaction
     text (``<authgw redacted sha256:...>``)."""
     raw = value.encode("utf-8", "surrogateescape")
-    runs = re.findall(rb"[A-Za-z0-9._~-]+", raw)
+    runs = re.findall(rb"[A-Za-z0-9._-]+", raw)
     anchor = max(runs, key=len) if runs else b""
     shown = replacement if replacement is not None else f"<authgw redacted {fingerprint(value)}>"
     return Secret(raw, shown.encode("utf-8", "surrogateescape"), anchor, anchor == raw)
@@ -139,9 +140,11 @@ def secrets_of(state: FlowState) -> tuple[Secret, ...]:
     token = state.token
     if token is not None:
         shown = state.route.placeholder if state.route is not None else None
-        if token.password is None:
-            return (secret(token.value, shown),)
-        return (secret(token.value, shown), secret(token.password, shown))
+        found = [secret(token.value, shown)]
+        if token.password is not None:
+            found.append(secret(token.password, shown))
+        found += [secret(sent, client) for sent, client in state.placed]  # Basic, rewritten
+        return tuple(found)
     if state.sigv4 is not None:
         return tuple(secret(s) for s in (state.sigv4.token, state.signature) if s)
     return ()
@@ -308,11 +311,15 @@ def on_headers(flow: http.HTTPFlow, state: FlowState, *, streaming: bool) -> Non
         return
     if resp.stream or may_stream(flow, streaming):
         secrets = secrets_of(state)
-        if secrets and not stream(resp, secrets):
+        try:
+            wrapped = not secrets or stream(resp, secrets)
+        except Exception:  # noqa: BLE001 - fail closed: an unchecked stream is not sent
+            wrapped = False
+        if not wrapped:
             state.record.error_class = "unscrubbable_response"
             logger.warning(
-                "authgw: route %s: a streamed response in Content-Encoding %r cannot be "
-                "decoded as it goes, so not checked for the credential; killed",
+                "authgw: route %s: a streamed response (Content-Encoding %r) cannot be "
+                "checked for the credential as it goes; killed",
                 route.name,
                 resp.headers.get("content-encoding"),
             )
@@ -328,7 +335,7 @@ def on_response(flow: http.HTTPFlow, state: FlowState) -> None:
     if resp is None or route is None or not route.scrub_responses:
         return
     token = state.token  # most flows: one token, without secrets_of's call
-    if token is not None and token.password is None and route.placeholder is None:
+    if token is not None and token.password is None and route.placeholder is None:  # no .placed
         secrets: tuple[Secret, ...] = (secret(token.value),)
     else:
         secrets = secrets_of(state)
@@ -336,7 +343,9 @@ def on_response(flow: http.HTTPFlow, state: FlowState) -> None:
         return
     try:
         response(resp, secrets)
-    except Unscrubbable as e:
+    except Exception as e:  # noqa: BLE001 - fail closed: what was not checked is not sent
+        if not isinstance(e, Unscrubbable):  # mitmproxy's decode raises TypeError too
+            e = Unscrubbable(f"the response could not be checked ({type(e).__name__})")
         state.record.error_class = e.error_class
         logger.warning("authgw: route %s: %s; answered 502", route.name, e)
         answer(

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--principal", metavar="NAME", help="the proxyauth name COMMAND acts as")
     p.add_argument("--listen-port", type=int, default=0, metavar="P", help="proxy port (free)")
     p.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir (its CA)")
+    p.add_argument(
+        "--unset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also remove this variable (what a cmd: secret's command reads; repeatable)",
+    )
     p.set_defaults(func=cmd_exec, command=[])
 
     p = verb("env", "print export lines for a client of a gateway already running")
@@ -83,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, required=True, help="the gateway's proxy port")
     p.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir (its CA)")
+    p.add_argument("--unset", action="append", default=[], metavar="NAME", help="also unset")
     p.set_defaults(func=cmd_env)
 
     p = verb("check", "validate a config file and list its routes with secret fingerprints")

@@ -48,7 +48,24 @@ CA_VARIABLES = (
     "AWS_CA_BUNDLE",
     "DENO_CERT",
 )
-AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# What lets a process act as the gateway's AWS identity (botocore's chain): removed when
+# a route reads AWS (sts, sigv4, a secret in Secrets Manager or SSM).
+AWS_CREDENTIALS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
 START_TIMEOUT = 30.0
 # The gateway's first lines: PR_SET_DUMPABLE 0 (execve reset it), and the proxyauth
 # setting taken from the environment, which the mark protects, rather than from argv,
@@ -70,16 +87,18 @@ def nondumpable() -> None:
     _prctl(PR_SET_DUMPABLE, 0)
 
 
-def secret_variables(cfg: Config) -> set[str]:
-    """Every environment variable the config reads a secret from (``{env: NAME}``), and
-    AWS's credential variables when a route takes credentials from the default chain."""
-    names = set()
+def secret_variables(cfg: Config, also: Sequence[str] = ()) -> set[str]:
+    """Every environment variable the config reads a secret from (``{env: NAME}``), AWS's
+    credential variables when a route reads AWS (sts, sigv4, ``aws_secretsmanager``,
+    ``aws_ssm``), and ``also`` (``--unset``: what a ``cmd:`` source's command reads)."""
+    names = set(also)
     for route in cfg.routes:
         refs = list(kind_of(route.token).secrets(route.token)) if route.token else []
         if route.verify is not None and route.verify.secret is not None:
             refs.append(route.verify.secret)
         names |= {ref.name for ref in refs if ref.kind == "env"}
-        if route.token is not None and route.token.type in ("sts", "sigv4"):
+        aws = route.token is not None and route.token.type in ("sts", "sigv4")
+        if aws or any(ref.kind in ("aws_secretsmanager", "aws_ssm") for ref in refs):
             names |= set(AWS_CREDENTIALS)
     return names
 
@@ -101,9 +120,11 @@ def child_environment(
     proxy: str,
     bundle: Path,
     mitmproxy_ca: Path,
+    also: Sequence[str] = (),
 ) -> dict[str, str]:
     """COMMAND's environment: the proxy and CA variables, the placeholders, no secret."""
-    env = {k: v for k, v in base.items() if k not in secret_variables(cfg)}
+    secret = secret_variables(cfg, also)
+    env = {k: v for k, v in base.items() if k not in secret}
     for name in ("NO_PROXY", "no_proxy"):
         env.pop(name, None)
     env.update(dict.fromkeys(PROXY_VARIABLES, proxy))
@@ -150,6 +171,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"authgw_config: {e}", file=sys.stderr)
         return 2
+    if args.listen_port and _listening(args.listen_port):
+        print(f"authgw exec: 127.0.0.1:{args.listen_port} is taken", file=sys.stderr)
+        return 2
     port = args.listen_port or _free_port()
     password = secrets.token_urlsafe(24) if args.principal else None
     auth = f"{args.principal}:{password}" if args.principal else None
@@ -160,6 +184,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         env=gateway_env,
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+        start_new_session=True,  # a terminal's Ctrl-C is for COMMAND, which exec passes on
     )
     workdir = Path(tempfile.mkdtemp(prefix="authgw-exec-"))
     try:
@@ -198,7 +223,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def _run(command: Sequence[str], env: Mapping[str, str]) -> int:
     """COMMAND to its end, with SIGINT and SIGTERM passed on; its exit status."""
     try:
-        child = subprocess.Popen(list(command), env=dict(env))
+        child = subprocess.Popen(list(command), env=dict(env), preexec_fn=_die_with_parent)  # noqa: PLW1509
     except OSError as e:
         print(f"authgw exec: cannot run {command[0]}: {e.strerror}", file=sys.stderr)
         return 127
@@ -236,6 +261,6 @@ def cmd_env(args: argparse.Namespace) -> int:
     env = child_environment({}, cfg, f"http://{who}127.0.0.1:{args.port}", bundle, mitmproxy_ca)
     for name, value in sorted(env.items()):
         print(f"export {name}={shlex.quote(value)}")
-    for name in sorted({"NO_PROXY", "no_proxy", *secret_variables(cfg)}):
+    for name in sorted({"NO_PROXY", "no_proxy", *secret_variables(cfg, args.unset)}):
         print(f"unset {name}")
     return 0

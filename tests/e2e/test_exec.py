@@ -65,7 +65,8 @@ def run_exec(
     tmp_path: Path, upstream: Upstream, code: str, *, capless: bool = False
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EXEC_REAL_KEY": SECRET, "EXEC_HMAC": HMAC, "NO_PROXY": "*"}
-    argv = [*AUTHGW, "exec", "-c", str(config(tmp_path, upstream))]
+    env["VAULT_TOKEN"] = "what a cmd: source would read"
+    argv = [*AUTHGW, "exec", "-c", str(config(tmp_path, upstream)), "--unset", "VAULT_TOKEN"]
     argv += ["--confdir", str(tmp_path / "confdir"), "--", sys.executable, "-c", code]
     return subprocess.run(
         [*CAPLESS, *argv] if capless else argv,
@@ -94,6 +95,7 @@ def test_the_command_gets_the_proxy_the_ca_and_placeholders_but_no_secret(
     assert proxy.startswith("http://127.0.0.1:") and env["http_proxy"] == proxy
     assert env["API_KEY"] == PLACEHOLDER
     assert "EXEC_REAL_KEY" not in env and "EXEC_HMAC" not in env and "NO_PROXY" not in env
+    assert "VAULT_TOKEN" not in env  # --unset
     bundle = Path(env["SSL_CERT_FILE"]).name
     assert bundle == "ca-bundle.pem" and env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"]
     assert env["NODE_EXTRA_CA_CERTS"].endswith("mitmproxy-ca-cert.pem")

@@ -196,19 +196,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
                 )
                 return 2
             time.sleep(0.05)
+        time.sleep(0.2)
+        if gateway.poll() is not None:  # another process answered on the port, not ours
+            print("authgw exec: the gateway did not start (its output is above)", file=sys.stderr)
+            return 2
         workdir.chmod(0o755)  # a child running as another user reads the bundle too
-        mitmproxy_ca = confdir / "mitmproxy-ca-cert.pem"
-        shutil.copy(mitmproxy_ca, workdir / "mitmproxy-ca-cert.pem")
-        (workdir / "mitmproxy-ca-cert.pem").chmod(0o644)
-        bundle = ca_bundle(mitmproxy_ca, workdir)
+        ca = workdir / "mitmproxy-ca-cert.pem"
+        shutil.copy(confdir / "mitmproxy-ca-cert.pem", ca)
+        ca.chmod(0o644)
         who = f"{args.principal}:{password}@" if auth else ""
-        env = child_environment(
-            os.environ,
-            cfg,
-            f"http://{who}127.0.0.1:{port}",
-            bundle,
-            workdir / "mitmproxy-ca-cert.pem",
-        )
+        proxy = f"http://{who}127.0.0.1:{port}"
+        env = child_environment(os.environ, cfg, proxy, ca_bundle(ca, workdir), ca, args.unset)
         return _run(args.command, env)
     finally:
         gateway.terminate()

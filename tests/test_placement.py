@@ -154,10 +154,15 @@ def test_a_route_with_principals_matches_only_those_clients(gateway: Path) -> No
 
 
 def test_principals_need_proxyauth_at_start(gateway: Path) -> None:
+    from types import SimpleNamespace
+
+    from authgw import optionchecks
+
     async def main() -> None:
         with taddons.context(AuthGateway()):  # no proxyauth option set
             with pytest.raises(ConfigError, match="agent_a have principals"):
-                AuthGateway._check_principals(load_config(gateway))
+                optionchecks.principals(load_config(gateway), SimpleNamespace(proxyauth=None))
+            optionchecks.principals(load_config(gateway), SimpleNamespace(proxyauth="any"))
 
     asyncio.run(main())
 

@@ -29,13 +29,13 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer
 
-from authgw import lastword, retry, routing, scrub
+from authgw import lastword, optionchecks, retry, scrub
 from authgw.binding import target
 from authgw.config import Config, ConfigError
 from authgw.decision import Decider
 from authgw.flowlog import FlowRecord
 from authgw.flowstate import FlowState
-from authgw.guard import ConnectionGuard, Refused, uninterceptable
+from authgw.guard import ConnectionGuard, Refused
 from authgw.logs import internal_error
 from authgw.metrics import Metrics
 from authgw.outcome import Outcomes
@@ -87,6 +87,9 @@ class AuthGateway:
     def runtime(self) -> Runtime | None:
         return self.manager.current
 
+    def _config(self) -> Config | None:
+        return self.manager.current.config if self.manager.current else None
+
     # -- options and commands ----------------------------------------------------
 
     def load(self, loader: Loader) -> None:
@@ -116,7 +119,7 @@ class AuthGateway:
         self._arrange_streams()
         if "ssl_insecure" in updated:
             self.decider.tls_unverified = bool(getattr(ctx.options, "ssl_insecure", False))
-            self._warn_about_insecure_tls()
+            optionchecks.insecure_tls(self._config(), self.decider.tls_unverified)
         if not updated & set(OPTIONS):
             return
         o = ctx.options
@@ -135,7 +138,7 @@ class AuthGateway:
         try:
             self.manager.load(options)
             if self._starting() and self.manager.current is not None:
-                self._check_principals(self.manager.current.config)
+                optionchecks.principals(self.manager.current.config, ctx.options)
         except ConfigError as e:
             message = start_error(e)
             if self._starting():
@@ -145,26 +148,15 @@ class AuthGateway:
                 print(message, file=sys.stderr, flush=True)
                 raise SystemExit(2) from None
             raise exceptions.OptionsError(message) from None  # type: ignore[no-untyped-call]
-        self._warn_about_options()
+        optionchecks.options(ctx.options, self._config(), self.decider.tls_unverified)
 
     def _installed(self, cfg: Config) -> None:
         if self._running:  # relays opened under the config before: held to this one
             self.guard.reloaded(cfg)
             try:
-                self._check_principals(cfg)
+                optionchecks.principals(cfg, ctx.options)
             except ConfigError as e:  # in place already: said, and those routes match nothing
                 logger.error("authgw: %s", e)
-
-    @staticmethod
-    def _check_principals(cfg: Config) -> None:
-        """Routes with ``principals`` need mitmproxy's ``proxyauth`` (it names the client)."""
-        named = [r.name for r in cfg.routes if r.principals]
-        if named and not getattr(ctx.options, "proxyauth", None):
-            raise ConfigError(
-                "routes",
-                f"route(s) {', '.join(named)} have principals, which need mitmproxy's "
-                "proxyauth (--proxyauth user:pass, @htpasswd, any or ldap)",
-            )
 
     def _starting(self) -> bool:
         """mitmproxy is starting: neither this addon nor the script loader has seen
@@ -175,49 +167,6 @@ class AuthGateway:
         master = getattr(ctx, "master", None)
         loader = master.addons.get("scriptloader") if master is not None else None
         return loader is not None and getattr(loader, "is_running", None) is False
-
-    def _warn_about_listening(self) -> None:
-        """Said once mitmproxy runs: its listen options are final then."""
-        o = ctx.options
-        listen = getattr(o, "listen_host", "127.0.0.1")
-        if not getattr(o, "proxyauth", None) and not (listen and routing.is_loopback(listen)):
-            logger.warning(
-                "authgw: the proxy listens on %s without proxyauth: anyone who can reach "
-                "its port gets the routes' tokens injected",
-                listen or "every interface",
-            )
-
-    def _warn_about_insecure_tls(self) -> None:
-        rt = self.manager.current
-        if not self.decider.tls_unverified or rt is None:
-            return
-        routes = [r.name for r in rt.config.routes if r.token and not r.allow_insecure_tls]
-        if routes:
-            logger.warning(
-                "authgw: ssl_insecure is on: upstream certificates are not verified, so "
-                "route(s) %s send no token to https upstreams (502 insecure_upstream) "
-                "unless they set allow_insecure_tls: true",
-                ", ".join(routes),
-            )
-
-    def _warn_about_options(self) -> None:
-        o, rt = ctx.options, self.manager.current
-        if getattr(o, "proxy_debug", False):
-            logger.warning(
-                "authgw: proxy_debug is on: mitmproxy logs the raw bytes it relays, and so "
-                "the tokens authgw injects; do not share that output"
-            )
-        self._warn_about_insecure_tls()
-        if rt is None:
-            return
-        for option in ("ignore_hosts", "tcp_hosts"):
-            for route in uninterceptable(rt.config, getattr(o, option, None) or ()):
-                logger.warning(
-                    "authgw: %s keeps mitmproxy from intercepting route %s: no token can be "
-                    "injected there",
-                    option,
-                    route,
-                )
 
     def _arrange_last_word(self, *, stop: bool = False) -> None:
         """``lastword.LastWord`` at the end of mitmproxy's chain while an addon after this
@@ -253,7 +202,7 @@ class AuthGateway:
     def running(self) -> None:
         self._running = True
         self.manager.started = True  # a config set from now on is built off the loop
-        self._warn_about_listening()
+        optionchecks.listening(ctx.options)
         self._arrange_last_word()  # scripts loaded after this one are in the chain now
         self._arrange_streams()
         if self.manager.options.config and not self.manager.watching:

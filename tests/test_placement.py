@@ -63,18 +63,9 @@ def gateway(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
 
 
 def send(config: Path, f: http.HTTPFlow, response: http.Response | None = None) -> None:
-    async def main() -> None:
-        addon = AuthGateway()
-        with taddons.context(addon) as tctx:
-            tctx.configure(addon, authgw_config=str(config))
-            await hook(addon.requestheaders(f))
-            await hook(addon.request(f))
-            if response is not None and f.response is None:
-                f.response = response
-                await hook(addon.response(f))
-            addon.done()
-
-    asyncio.run(main())
+    """The request hooks on ``f``, then (given a ``response`` and no answer of the
+    gateway's own) the response hook on that response."""
+    run_and_capture(config, f, lambda: None, response)
 
 
 def flow(host: str, path: str = "/", headers: dict[str, str] | None = None, **kw: Any) -> Any:
@@ -92,7 +83,12 @@ def flow(host: str, path: str = "/", headers: dict[str, str] | None = None, **kw
     return f, wire, capture
 
 
-def run_and_capture(config: Path, f: Any, capture: Any) -> None:
+def run_and_capture(
+    config: Path, f: Any, capture: Any, response: http.Response | None = None
+) -> None:
+    """The request hooks on ``f``; ``capture()`` once they are done (the wire's view, before
+    redaction); then the response hook on ``response``, if given and not answered here."""
+
     async def main() -> None:
         addon = AuthGateway()
         with taddons.context(addon) as tctx:
@@ -100,6 +96,9 @@ def run_and_capture(config: Path, f: Any, capture: Any) -> None:
             await hook(addon.requestheaders(f))
             await hook(addon.request(f))
             capture()
+            if response is not None and f.response is None:
+                f.response = response
+                await hook(addon.response(f))
             addon.done()
 
     asyncio.run(main())

@@ -213,7 +213,7 @@ def test_static_tokens_expiring_soon_are_flagged(
 def test_metrics_server_serves_metrics_and_status() -> None:
     async def main() -> None:
         metrics = Metrics()
-        metrics.requests.labels("r", "injected").inc()
+        metrics.requests.add(("r", "injected"))
         server = MetricsServer("127.0.0.1", 0, metrics, lambda: {"routes": ["ok"]})
         await server.start()
         own = f"127.0.0.1:{server.port}"

@@ -84,9 +84,7 @@ class Apply:
             state.routed_by = routed_by(flow)  # what the last word compares; nothing else
         annotate.decided(flow, state.record)
         if count:
-            self.metrics.child(
-                self.metrics.requests, state.record.route or NO_ROUTE, state.record.action
-            ).inc()
+            self.metrics.requests.add((state.record.route or NO_ROUTE, state.record.action))
         if flow.response is not None:
             if self._can_answer(flow):
                 flow.request.stream = False  # answered here: the body is read and dropped

@@ -136,9 +136,7 @@ class ConnectionGuard:
                 )
 
     def _rejected(self, route: Route | None) -> None:
-        self.metrics.child(
-            self.metrics.requests, route.name if route else NO_ROUTE, "rejected"
-        ).inc()
+        self.metrics.requests.add((route.name if route else NO_ROUTE, "rejected"))
 
 
 def uninterceptable(cfg: Config, patterns: Iterable[str]) -> list[str]:

@@ -19,7 +19,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
 )
 from prometheus_client.exposition import generate_latest
@@ -27,6 +26,7 @@ from prometheus_client.exposition import generate_latest
 from authgw.cache import CacheKey, TokenCache
 from authgw.config import Config
 from authgw.kinds import kind_of
+from authgw.tally import Tally, TallyHistogram
 from authgw.tokens import TokenUnavailable
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Metrics:
             ["route", "source", "result", "error_class"],
             registry=r,
         )
-        self.cache_hits = Counter(
+        self.cache_hits = Tally(
             "authgw_token_cache_hits", "Requests served a cached token", ["route"], registry=r
         )
         self.cache_misses = Counter(
@@ -70,13 +70,13 @@ class Metrics:
             ["route"],
             registry=r,
         )
-        self.requests = Counter(
+        self.requests = Tally(
             "authgw_requests",
             "Requests by route and what the gateway did",
             ["route", "outcome"],
             registry=r,
         )
-        self.upstream_duration = Histogram(
+        self.upstream_duration = TallyHistogram(
             "authgw_upstream_request_duration_seconds",
             "From forwarding the request to the end of the response (or the error)",
             ["route", "error_type"],
@@ -121,7 +121,7 @@ class Metrics:
         return found
 
     def hit(self, key: CacheKey) -> None:
-        self.child(self.cache_hits, key.route).inc()
+        self.cache_hits.add((key.route,))
 
     def miss(self, key: CacheKey) -> None:
         self.child(self.cache_misses, key.route).inc()

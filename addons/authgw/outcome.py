@@ -111,9 +111,9 @@ class Outcomes:
                 end, error_type = time.time(), "unknown"
             upstream_ms = max(0.0, ((end or time.time()) - record.sent_at) * 1000)
             if not (flow.error and flow.error.msg == flow.error.KILLED_MESSAGE):
-                self.metrics.child(
-                    self.metrics.upstream_duration, record.route or NO_ROUTE, error_type
-                ).observe(upstream_ms / 1000)
+                self.metrics.upstream_duration.observe(
+                    (record.route or NO_ROUTE, error_type), upstream_ms / 1000
+                )
         if rt.flowlog is None:
             return
         client = flow.client_conn.peername

@@ -16,6 +16,8 @@ the client's own token on verify routes or moved by ``inbound: keep-as:``):
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from mitmproxy import http
 
 from authgw.config import Route
@@ -62,8 +64,13 @@ def redacted(value: str, prefix: str) -> str:
 
 def masked_token(route: Route, token: Token) -> Masked:
     """The route's header value for ``token``, masked."""
-    value = (route.prefix + token.value).encode("utf-8", "surrogateescape")
-    return Masked(value, f"{route.prefix}<authgw redacted {token.fingerprint}>")
+    return _masked_token(route.prefix, token.value, token.fingerprint)
+
+
+@lru_cache(maxsize=1024)  # made for every request; its tokens are in the cache anyway
+def _masked_token(prefix: str, value: str, fingerprint: str) -> Masked:
+    raw = (prefix + value).encode("utf-8", "surrogateescape")
+    return Masked(raw, f"{prefix}<authgw redacted {fingerprint}>")
 
 
 def masked(value: bytes, prefix: str) -> Masked:
@@ -72,11 +79,16 @@ def masked(value: bytes, prefix: str) -> Masked:
 
 
 def _names(route: Route) -> frozenset[bytes]:
-    names = {route.header.lower().encode()}
-    if route.token is not None:
-        names |= kind_of(route.token).credential_headers  # sigv4: X-Amz-Security-Token
-    if route.keep_inbound_as is not None:
-        names.add(route.keep_inbound_as.lower().encode())
+    """The route's credential header names, lowercase."""
+    kind = frozenset() if route.token is None else kind_of(route.token).credential_headers
+    return _names_of(route.header, route.keep_inbound_as, kind)
+
+
+@lru_cache(maxsize=256)  # asked for every routed flow; a Route hashes all its fields
+def _names_of(header: str, keep_as: str | None, kind: frozenset[bytes]) -> frozenset[bytes]:
+    names = {header.lower().encode(), *kind}  # sigv4: X-Amz-Security-Token
+    if keep_as is not None:
+        names.add(keep_as.lower().encode())
     return frozenset(names)
 
 

@@ -7,6 +7,7 @@ cores, each mitmdump runs on core 0 and this process (the upstream, wrk) on the 
 so that the load's own CPU does not take turns with the proxy it measures:
 
 - plain mitmdump, and ``--modify-headers`` with a static token;
+- a script whose hooks return at once (``peers/noop.py``): what any script costs;
 - the 20-line addon a user writes instead (``peers/hs256_cached.py``: an HS256 JWT per
   host kept in a dict), and the same signing on every request (``peers/hs256_fresh.py``);
 - the gateway with one hmac route (a cached token), and the same with
@@ -170,6 +171,7 @@ def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 100
         variants: dict[str, list[str]] = {
             "plain mitmdump": [],
             "--modify-headers static token": ["--modify-headers", f"/~q/X-Token/{STATIC}"],
+            "a script whose hooks return at once": ["-s", str(PEERS / "noop.py")],
             "20-line addon, HS256 cached in a dict": ["-s", str(PEERS / "hs256_cached.py")],
             "20-line addon, HS256 signed per request": ["-s", str(PEERS / "hs256_fresh.py")],
             "gateway, hmac route (cached token)": gateway_args(config),

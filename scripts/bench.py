@@ -65,7 +65,9 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "cpu": lambda a: bench_cpu(a.requests, a.rounds),
     "scrub": lambda a: bench_scrub(a.calls, a.rounds),
     "leaks": lambda a: bench_leaks(a.rounds),
-    "peers": lambda a: bench_peers(a.rounds, callgrind_requests=a.callgrind_requests),
+    "peers": lambda a: bench_peers(
+        a.rounds, callgrind_requests=a.callgrind_requests, callgrind_runs=a.callgrind_runs
+    ),
     "refresh": lambda a: bench_refresh(10_000, a.refresh_seconds),
     "cold": lambda a: bench_cold(200),
     "hosts": lambda a: bench_hosts(a.hosts, 1000),
@@ -91,6 +93,12 @@ def main() -> int:
         type=int,
         default=1000,
         help="requests per variant counted under callgrind (peers; 0: skip)",
+    )
+    parser.add_argument(
+        "--callgrind-runs",
+        type=int,
+        default=1,
+        help="callgrind runs per variant (peers; the median and the range are shown)",
     )
     parser.add_argument("--hosts", type=int, default=100_000, help="distinct hosts (hosts)")
     parser.add_argument("--users", type=int, default=10_000, help="templated users (users)")

@@ -136,31 +136,39 @@ def _instructions(argv: list[str], env: dict[str, str], tmp: str, tag: str, requ
 
 
 def _counted(
-    variants: dict[str, list[str]], env: dict[str, str], tmp: str, requests: int
+    variants: dict[str, list[str]], env: dict[str, str], tmp: str, requests: int, runs: int = 1
 ) -> list[Row]:
+    """Instructions per request of each variant: the median of `runs` runs, and their range."""
+    counts: dict[str, list[float]] = {name: [] for name in variants}
     with ThreadPoolExecutor(2) as pool:
-        counts = dict(
-            zip(
-                variants,
-                pool.map(
-                    lambda item: _instructions(item[1], env, tmp, str(item[0]), requests),
-                    enumerate(variants.values()),
-                ),
-                strict=True,
+        for run in range(runs):
+            tags = [f"{run}.{i}" for i in range(len(variants))]
+            found = pool.map(
+                lambda argv, tag: _instructions(argv, env, tmp, tag, requests),
+                variants.values(),
+                tags,
+            )
+            for name, count in zip(variants, found, strict=True):
+                counts[name].append(count)
+    plain = statistics.median(counts["plain mitmdump"])
+    rows: list[Row] = []
+    for name, values in counts.items():
+        count = statistics.median(values)
+        spread = f"runs {min(values) / 1e6:.3f}..{max(values) / 1e6:.3f} M; " if runs > 1 else ""
+        rows.append(
+            (
+                f"instructions/request, {name}",
+                f"{count / 1e6:.3f} M",
+                f"x{count / plain:.3f} of plain ({spread}callgrind, median of {runs} run(s) of "
+                f"{requests} requests on one connection)",
             )
         )
-    plain = counts["plain mitmdump"]
-    return [
-        (
-            f"instructions/request, {name}",
-            f"{count / 1e6:.3f} M",
-            f"x{count / plain:.3f} of plain (callgrind, {requests} requests on one connection)",
-        )
-        for name, count in counts.items()
-    ]
+    return rows
 
 
-def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 1000) -> list[Row]:
+def bench_peers(
+    rounds: int, seconds: float = 3.0, callgrind_requests: int = 1000, callgrind_runs: int = 1
+) -> list[Row]:
     with upstream() as port, tempfile.TemporaryDirectory() as tmp:
         config, sigv4 = Path(tmp) / "gateway.yaml", Path(tmp) / "sigv4.yaml"
         config.write_text(gateway_config(port, hmac_only=True))
@@ -188,7 +196,11 @@ def bench_peers(rounds: int, seconds: float = 3.0, callgrind_requests: int = 100
                 file=sys.stderr,
             )
             counted = _counted(
-                {k: [*reverse, *v] for k, v in variants.items()}, env, tmp, callgrind_requests
+                {k: [*reverse, *v] for k, v in variants.items()},
+                env,
+                tmp,
+                callgrind_requests,
+                callgrind_runs,
             )
         procs = {name: mitmdump([*reverse, *args], env, tmp) for name, args in variants.items()}
         pinned = _pin(procs)

@@ -142,7 +142,8 @@ def _counted(
     counts: dict[str, list[float]] = {name: [] for name in variants}
     with ThreadPoolExecutor(2) as pool:
         for run in range(runs):
-            tags = [f"{run}.{i}" for i in range(len(variants))]
+            # zero-padded: _instructions globs its output as TAG*, and "1*" matches "10"
+            tags = [f"{run}.{i:02d}" for i in range(len(variants))]
             found = pool.map(
                 lambda argv, tag: _instructions(argv, env, tmp, tag, requests),
                 variants.values(),

@@ -1,13 +1,18 @@
-"""Test doubles: a clock tests move by hand, and a token source they script."""
+"""Test doubles: a clock tests move by hand, and a token source they script; and the
+addon's request hooks run on one flow as mitmproxy runs them (``run_and_capture``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Hashable
+from pathlib import Path
 from typing import Any
 
+from mitmproxy import http
 from mitmproxy.http import Headers
+from mitmproxy.test import taddons
 
+from authgw.addon import AuthGateway
 from authgw.tokens import Token, TokenUnavailable
 
 
@@ -68,6 +73,27 @@ async def hook(result: Awaitable[None] | None) -> None:
     """Run a hook as mitmproxy does: await its result only if it is awaitable."""
     if result is not None:
         await result
+
+
+def run_and_capture(
+    config: Path, f: Any, capture: Any, response: http.Response | None = None
+) -> None:
+    """The request hooks on ``f``; ``capture()`` once they are done (the wire's view, before
+    redaction); then the response hook on ``response``, if given and not answered here."""
+
+    async def main() -> None:
+        addon = AuthGateway()
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, authgw_config=str(config))
+            await hook(addon.requestheaders(f))
+            await hook(addon.request(f))
+            capture()
+            if response is not None and f.response is None:
+                f.response = response
+                await hook(addon.response(f))
+            addon.done()
+
+    asyncio.run(main())
 
 
 def wire_all(headers: Headers, name: str) -> list[str]:

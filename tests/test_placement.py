@@ -17,7 +17,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from authgw.addon import AuthGateway
 from authgw.config import ConfigError
 from authgw.config import load as load_config
-from tests.fakes import hook
+from tests.fakes import hook, run_and_capture
 
 PASSWORD = "ghp_realGitHubToken0123456789abcdef"
 STATIC = "sk-realApiKey/with+odd=chars0123456789"
@@ -81,27 +81,6 @@ def flow(host: str, path: str = "/", headers: dict[str, str] | None = None, **kw
         wire["body"] = f.request.raw_content
 
     return f, wire, capture
-
-
-def run_and_capture(
-    config: Path, f: Any, capture: Any, response: http.Response | None = None
-) -> None:
-    """The request hooks on ``f``; ``capture()`` once they are done (the wire's view, before
-    redaction); then the response hook on ``response``, if given and not answered here."""
-
-    async def main() -> None:
-        addon = AuthGateway()
-        with taddons.context(addon) as tctx:
-            tctx.configure(addon, authgw_config=str(config))
-            await hook(addon.requestheaders(f))
-            await hook(addon.request(f))
-            capture()
-            if response is not None and f.response is None:
-                f.response = response
-                await hook(addon.response(f))
-            addon.done()
-
-    asyncio.run(main())
 
 
 def test_basic_sets_authorization_basic(gateway: Path) -> None:

@@ -16,7 +16,6 @@ which mitmproxy does not keep).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import textwrap
 from pathlib import Path
@@ -25,10 +24,9 @@ from typing import Any
 import pytest
 from botocore import auth
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.test import tflow
 
-from authgw.addon import AuthGateway
-from tests.fakes import hook
+from tests.fakes import run_and_capture
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SESSION = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267"
@@ -174,16 +172,10 @@ def signed(tmp_path: Path, case: Case) -> http.HTTPFlow:
     req.path = target
     f = tflow.tflow(req=req)
 
-    async def main() -> None:
-        addon = AuthGateway()
-        with taddons.context(addon) as tctx:
-            tctx.configure(addon, authgw_config=str(config))
-            await hook(addon.requestheaders(f))
-            await hook(addon.request(f))
-            assert f.response is None, f.response and f.response.text
-            addon.done()
+    def answered_here() -> None:
+        assert f.response is None, f.response and f.response.text
 
-    asyncio.run(main())
+    run_and_capture(config, f, answered_here)
     return f
 
 

@@ -73,16 +73,13 @@ def _recording_tls(certs: CertPaths, seen: list[str | None]) -> ssl.SSLContext:
     return context
 
 
-class RawRecorder:
-    """A TLS server that records every byte it receives (no HTTP parsing), for the raw
-    relays the proxy must never make."""
+class RawServer:
+    """A TCP server on 127.0.0.1 (no HTTP) that hands each connection to ``_handle`` on a
+    thread of its own; ``stop`` closes the listening socket."""
 
-    def __init__(self, tls: ssl.SSLContext) -> None:
-        self._tls = tls
+    def __init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
-        self.received = bytearray()
-        self._lock = threading.Lock()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -91,9 +88,26 @@ class RawRecorder:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
-    def _read(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._sock.close()
+
+
+class RawRecorder(RawServer):
+    """A TLS server that records every byte it receives (no HTTP parsing), for the raw
+    relays the proxy must never make."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        self._tls = tls
+        self.received = bytearray()
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
             with self._tls.wrap_socket(conn, server_side=True) as tls:
@@ -114,9 +128,6 @@ class RawRecorder:
 
     def start(self) -> RawRecorder:
         return self
-
-    def stop(self) -> None:
-        self._sock.close()
 
 
 def routes_config(up: dict[str, Upstream]) -> str:
@@ -562,24 +573,10 @@ def test_with_ssl_insecure_a_token_goes_only_where_the_route_allows_it(
     assert bearer_token(tls_upstream.last.header("Authorization")) == STATIC
 
 
-class TcpEcho:
+class TcpEcho(RawServer):
     """A plain TCP server on 127.0.0.1 that echoes every byte (no HTTP)."""
 
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(20)
         with conn:
             try:
@@ -587,9 +584,6 @@ class TcpEcho:
                     conn.sendall(data)
             except OSError:
                 pass
-
-    def stop(self) -> None:
-        self._sock.close()
 
 
 def test_an_open_raw_relay_is_closed_when_a_reload_guards_its_host(

@@ -11,6 +11,7 @@ config file's directory.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ class FieldReader:
         if value is None or isinstance(value, str):
             return value
         raise self.error(join(path, key), f"must be a string, not {kind_of(value)}", m, key)
+
+    def optional_match(
+        self, m: Mapping[str, Any], key: str, path: str, pattern: re.Pattern[str], reason: str
+    ) -> str | None:
+        """An optional string that must match ``pattern`` whole; else the error ``reason``."""
+        value = self.optional_str(m, key, path, None)
+        if value is not None and not pattern.fullmatch(value):
+            raise self.error(join(path, key), reason, m, key)
+        return value
 
     def string(self, m: Mapping[str, Any], key: str, path: str, default: str) -> str:
         value = self.optional_str(m, key, path, default)

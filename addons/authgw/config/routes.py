@@ -231,12 +231,8 @@ def _default_prefix(token: TokenConfig | None) -> str:
 
 
 def _query(r: FieldReader, m: Mapping[str, Any], path: str) -> str | None:
-    query = r.optional_str(m, "query", path, None)
-    if query is not None and not _QUERY_NAME.fullmatch(query):
-        raise r.error(
-            f"{path}.query", "must be a query parameter name ([A-Za-z0-9_.~-]+)", m, "query"
-        )
-    return query
+    reason = "must be a query parameter name ([A-Za-z0-9_.~-]+)"
+    return r.optional_match(m, "query", path, _QUERY_NAME, reason)
 
 
 def _principals(r: FieldReader, m: Mapping[str, Any], path: str) -> tuple[str, ...]:
@@ -267,11 +263,8 @@ def _placeholder(
     if token is None:
         reason = "needs a token: section (the credential it stands for)"
         raise r.error(f"{path}.placeholder", reason, m, "placeholder")
-    env = r.optional_str(m, "placeholder_env", path, None)
-    if env is not None and not _ENV_NAME.fullmatch(env):
-        raise r.error(
-            f"{path}.placeholder_env", "is not an environment variable name", m, "placeholder_env"
-        )
+    reason = "is not an environment variable name"
+    env = r.optional_match(m, "placeholder_env", path, _ENV_NAME, reason)
     return {
         "placeholder": placeholder,
         "placeholder_env": env,

@@ -105,12 +105,8 @@ def _parse(
 
 def _scope(r: FieldReader, m: Mapping[str, Any], path: str) -> str | None:
     """GetWebIdentityToken's Scope: space-separated values, as botocore's model says."""
-    scope = r.optional_str(m, "scope", path, None)
-    if scope is not None and not _SCOPE.fullmatch(scope):
-        raise r.error(
-            f"{path}.scope", "must be scope values separated by single spaces", m, "scope"
-        )
-    return scope
+    reason = "must be scope values separated by single spaces"
+    return r.optional_match(m, "scope", path, _SCOPE, reason)
 
 
 def _sts_audience(

@@ -26,6 +26,11 @@ _OUTPUT_TAIL = 200  # lines of each gateway's output shown for a failed test
 _CREDENTIAL_SHAPES = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*|[0-9a-fA-F]{32,}|[\w-]{40,}")
 
 
+def report_output(request: pytest.FixtureRequest, factory: GatewayFactory) -> None:
+    """A failing test's report shows the output of ``factory``'s gateways (scrubbed)."""
+    request.node.stash[_FACTORY_KEY] = factory
+
+
 def scrub(text: str) -> str:
     """``text`` with credential-shaped runs replaced by ``<sha256:...>``."""
     return _CREDENTIAL_SHAPES.sub(lambda m: f"<{fingerprint(m.group())}>", text)
@@ -79,7 +84,7 @@ def gateway_factory(
     starts a mitmdump that trusts `certs.ca_cert` upstream; all are stopped afterwards.
     """
     factory = GatewayFactory(tmp_path, upstream_ca=certs.ca_cert)
-    request.node.stash[_FACTORY_KEY] = factory
+    report_output(request, factory)
     try:
         yield factory
     finally:

@@ -182,7 +182,7 @@ def lab(lab_: Lab, request: pytest.FixtureRequest) -> Lab:
     for server in lab_.up.values():
         server.reset()
     lab_.sni.clear()
-    request.node.stash[conftest._FACTORY_KEY] = lab_.factory
+    conftest.report_output(request, lab_.factory)
     return lab_
 
 

@@ -300,9 +300,7 @@ def reverse_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def _use(lab: Lab, request: pytest.FixtureRequest) -> Lab:
-    key = getattr(conftest, "_FACTORY_KEY", None)
-    if key is not None:  # a failing test's report shows the gateway's output
-        request.node.stash[key] = lab.factory
+    conftest.report_output(request, lab.factory)
     return lab
 
 

@@ -133,10 +133,7 @@ class Lab:
 def use(lab: Lab, request: pytest.FixtureRequest) -> Lab:
     """Reset `lab` for a test; a failing test's report shows the gateway's output."""
     lab.reset()
-    # conftest attaches the output of the gateways in this stash slot to failed tests.
-    key = getattr(conftest, "_FACTORY_KEY", None)
-    if key is not None:
-        request.node.stash[key] = lab.factory
+    conftest.report_output(request, lab.factory)
     return lab
 
 

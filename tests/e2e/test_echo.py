@@ -132,7 +132,7 @@ def echo_(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> Iterato
 
 @pytest.fixture
 def echo(echo_: Echo, request: pytest.FixtureRequest) -> Echo:
-    request.node.stash[conftest._FACTORY_KEY] = echo_.factory
+    conftest.report_output(request, echo_.factory)
     return echo_
 
 

@@ -604,9 +604,7 @@ def lab(fault_lab: FaultLab, request: pytest.FixtureRequest) -> Iterator[FaultLa
     fault_lab.emulator.reset()
     fault_lab.emulator.clear_calls()
     fault_lab.mark = len(fault_lab.gateway.lines)
-    key = getattr(conftest, "_FACTORY_KEY", None)
-    if key is not None:  # a failing test's report shows the gateway's output
-        request.node.stash[key] = fault_lab.factory
+    conftest.report_output(request, fault_lab.factory)
     yield fault_lab
     fault_lab.emulator.reset()
 

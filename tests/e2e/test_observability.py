@@ -290,8 +290,7 @@ def obs(obs_gateway: Obs, request: pytest.FixtureRequest) -> Iterator[Obs]:
     obs_gateway.harvest()
     for upstream in obs_gateway.upstreams.values():
         upstream.reset()
-    # conftest attaches the output of the gateways in this stash slot to failed tests.
-    request.node.stash[conftest._FACTORY_KEY] = obs_gateway.factory
+    conftest.report_output(request, obs_gateway.factory)
     yield obs_gateway
     obs_gateway.emulator.reset()
 

@@ -221,7 +221,7 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def lab(lab_gateway: Lab, request: pytest.FixtureRequest) -> Lab:
-    request.node.stash[conftest._FACTORY_KEY] = lab_gateway.factory
+    conftest.report_output(request, lab_gateway.factory)
     return lab_gateway
 
 

@@ -178,7 +178,7 @@ def lab_(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> Iterator
 def lab(lab_: Lab, request: pytest.FixtureRequest) -> Lab:
     for up in (lab_.api, lab_.tls, lab_.other):
         up.reset()
-    request.node.stash[conftest._FACTORY_KEY] = lab_.factory
+    conftest.report_output(request, lab_.factory)
     return lab_
 
 

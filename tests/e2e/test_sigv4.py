@@ -128,7 +128,7 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory, certs: CertPaths) -> I
 
 @pytest.fixture
 def lab(lab_gateway: Lab, request: pytest.FixtureRequest) -> Lab:
-    request.node.stash[conftest._FACTORY_KEY] = lab_gateway.factory
+    conftest.report_output(request, lab_gateway.factory)
     for upstream in (lab_gateway.plain, lab_gateway.tls, lab_gateway.s3):
         upstream.clear()
     return lab_gateway

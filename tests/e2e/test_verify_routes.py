@@ -275,8 +275,7 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifyLab]
 
 @pytest.fixture
 def lab(lab_gateway: VerifyLab, request: pytest.FixtureRequest) -> VerifyLab:
-    # conftest attaches the output of the gateways in this stash slot to failed tests.
-    request.node.stash[conftest._FACTORY_KEY] = lab_gateway.factory
+    conftest.report_output(request, lab_gateway.factory)
     return lab_gateway
 
 

@@ -391,3 +391,22 @@ def test_token_for_a_sigv4_route_prints_headers_that_verify(
         "POST", "https://api.example/p?a=2&b=1", [*headers, ("Host", "api.example")], b"{}"
     )
     assert verdict.ok, verdict.code
+
+
+def test_token_for_a_principals_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(
+        tmp_path,
+        """\
+        version: 1
+        routes:
+          - {name: agent, hosts: [agents.example], principals: [alice],
+             token: {type: static, value: {file: static.txt}}}
+        """,
+    )
+    (tmp_path / "static.txt").write_text(STATIC_TOKEN + "\n")
+    code, _, err = run(capsys, ["token", "agents.example", "-c", str(config)])
+    assert code == 1 and "no route for agents.example:443" in err  # an anonymous client
+    argv = ["token", "agents.example", "-c", str(config), "--principal", "alice"]
+    code, out, err = run(capsys, argv)
+    assert code == 0, err
+    assert fingerprint(out.strip()) == STATIC_FP

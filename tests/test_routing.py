@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from mitmproxy.test import tutils
 
 from authgw import routing
 from authgw.config import HmacTokenConfig, Route, SecretRef, StaticTokenConfig, StsTokenConfig
+from authgw.flowlog import FlowRecord
 from authgw.hosts import HostPattern
+from tests.configs import parse
 
 
 def _route(name: str, *hosts: str) -> Route:
@@ -23,10 +26,10 @@ def test_first_match_wins() -> None:
         _route("wild", "*.example.com"),
         _route("all", "*"),
     ]
-    assert routing.match(routes, "api.example.com", 443).name == "specific"  # type: ignore[union-attr]
-    assert routing.match(routes, "web.example.com", 443).name == "wild"  # type: ignore[union-attr]
-    assert routing.match(routes, "other.org", 443).name == "all"  # type: ignore[union-attr]
-    assert routing.match(routes[:2], "other.org", 443) is None
+    assert routing.match(routes, "api.example.com", 443, None).name == "specific"  # type: ignore[union-attr]
+    assert routing.match(routes, "web.example.com", 443, None).name == "wild"  # type: ignore[union-attr]
+    assert routing.match(routes, "other.org", 443, None).name == "all"  # type: ignore[union-attr]
+    assert routing.match(routes[:2], "other.org", 443, None) is None
 
 
 @pytest.mark.parametrize(
@@ -122,3 +125,16 @@ def test_audience_for_each_source() -> None:
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert routing.is_loopback(host) is expected
+
+
+def test_the_upstream_header_retargets_only_to_a_route_of_the_clients_principal() -> None:
+    cfg = parse(
+        "version: 1\nupstream_header: X-Upstream-Host\nroutes:\n"
+        "  - {name: a, hosts: [agents.example], principals: [alice],"
+        " token: {type: static, value: x}}\n"
+    )
+    for principal, refused in (("alice", False), (None, True), ("bob", True)):
+        req = tutils.treq(headers=((b"X-Upstream-Host", b"agents.example"),))
+        answer = routing.retarget(req, cfg, FlowRecord(), principal)
+        assert (answer is not None) is refused, principal
+        assert (req.host == "agents.example") is not refused

@@ -152,7 +152,7 @@ class Decider:
         400/403, or None (forward)."""
         cfg = rt.config
         if cfg.upstream_header and cfg.upstream_header in req.headers:
-            refused = routing.retarget(req, cfg, state.record)
+            refused = routing.retarget(req, cfg, state.record, principal)
             if refused is not None:
                 return refused
         state.target, state.headers_before = target(req), req.headers.fields

@@ -48,13 +48,22 @@ class Refused(layer.Layer):
 
 
 def _guarded(cfg: Config, host: str, port: int) -> tuple[Route | None, str] | None:
-    """(route, why) if a connection to host:port must not be relayed raw; else None."""
-    route = routing.match(cfg.routes, host, port)
-    if route is None:
+    """(route, why) if a connection to host:port must not be relayed raw; else None.
+    Whoever the client is: a route of any principal that enforces verify guards it."""
+    found = routing.candidates(cfg.routes, host, port)
+    if not found:
         return (None, "no route for host") if cfg.unmatched == "reject" else None
-    if route.verify is not None and route.verify.enforce:
-        return route, "its route verifies client tokens (enforce)"
+    for route in found:
+        if route.verify is not None and route.verify.enforce:
+            return route, "its route verifies client tokens (enforce)"
     return None
+
+
+def _guarded_relay(
+    cfg: Config, host: str, sni: str | None, port: int
+) -> tuple[Route | None, str] | None:
+    """``_guarded`` for a relay to host:port, then for the name its bytes are meant for."""
+    return _guarded(cfg, host, port) or (_guarded(cfg, sni, port) if sni else None)
 
 
 def _close(client: connection.Client, why: str) -> bool:
@@ -86,7 +95,7 @@ class ConnectionGuard:
         if cfg.unmatched != "reject" or flow.response is not None:
             return
         req = flow.request
-        if routing.match(cfg.routes, req.host, req.port) is None:
+        if not routing.candidates(cfg.routes, req.host, req.port):  # a route of anyone's
             answer(flow, 403, "no route for host")
             self._rejected(None)
             logger.info("authgw: CONNECT to a host no route matches; answered 403")
@@ -99,10 +108,8 @@ class ConnectionGuard:
         if address is None:
             return
         port = int(address[1])
-        guarded = _guarded(cfg, str(address[0]), port)
         sni = nextlayer.context.client.sni
-        if guarded is None and sni:  # the name the bytes are meant for, on that address
-            guarded = _guarded(cfg, sni, port)
+        guarded = _guarded_relay(cfg, str(address[0]), sni, port)
         relay = type(nextlayer.layer).__name__.removesuffix("Layer")
         if guarded is None:
             self._relays[nextlayer.context.client] = (str(address[0]), sni, port, relay)
@@ -121,10 +128,11 @@ class ConnectionGuard:
     def reloaded(self, cfg: Config) -> None:
         """A new config is in place: close the open raw relays it guards."""
         for client, (host, sni, port, relay) in list(self._relays.items()):
-            guarded = _guarded(cfg, host, port) or (_guarded(cfg, sni, port) if sni else None)
             if client.timestamp_end is not None:
                 self._relays.pop(client, None)
-            elif guarded is not None and _close(client, "authgw: host guarded after a reload"):
+                continue
+            guarded = _guarded_relay(cfg, host, sni, port)
+            if guarded is not None and _close(client, "authgw: host guarded after a reload"):
                 self._relays.pop(client, None)
                 self._rejected(guarded[0])
                 logger.warning(

@@ -7,7 +7,7 @@ header to a request, or returns the ``Answer`` that refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from mitmproxy import http
 
@@ -21,6 +21,7 @@ from authgw.steps import NO_ROUTE_FOR_HOST, Answer
 __all__ = [
     "HostPattern",
     "RouteTable",
+    "candidates",
     "audience_for",
     "dynamic_audience",
     "is_loopback",
@@ -32,21 +33,37 @@ __all__ = [
 ]
 
 
-def match(
-    routes: Sequence[Route], host: str, port: int, principal: str | None = None
-) -> Route | None:
+def match(routes: Sequence[Route], host: str, port: int, principal: str | None) -> Route | None:
     """The first route with a pattern matching ``host:port`` (and, for a route with
-    ``principals``, whose list holds ``principal``), or None."""
+    ``principals``, whose list holds ``principal``: None is a client that did not
+    authenticate to the proxy), or None."""
+    for route in _covering(routes, host, port):
+        if not route.principals or principal in route.principals:
+            return route
+    return None
+
+
+def candidates(routes: Sequence[Route], host: str, port: int) -> list[Route]:
+    """Every route a request to ``host:port`` may be given, whoever the client is: the
+    routes with ``principals`` that match it, up to the first that has none (the one
+    every other client gets). What the connection guard looks at: a CONNECT or a raw
+    relay is not decided for one principal."""
+    found = []
+    for route in _covering(routes, host, port):
+        found.append(route)
+        if not route.principals:
+            break
+    return found
+
+
+def _covering(routes: Sequence[Route], host: str, port: int) -> Iterator[Route]:
+    """The routes with a pattern matching ``host:port``, in order."""
     host = normalize_host(host)
     if ".." in host or host.startswith("."):
-        return None  # an empty label: malformed, matches no pattern (not even *.suffix)
+        return  # an empty label: malformed, matches no pattern (not even *.suffix)
     for route in routes:
-        if route.principals and principal not in route.principals:
-            continue
-        for pattern in route.hosts:
-            if pattern.matches(host, port):
-                return route
-    return None
+        if any(pattern.matches(host, port) for pattern in route.hosts):
+            yield route
 
 
 class RouteTable:
@@ -60,7 +77,7 @@ class RouteTable:
         self._size = size
         self._answers: dict[tuple[str, int, str | None], Route | None] = {}
 
-    def match(self, host: str, port: int, principal: str | None = None) -> Route | None:
+    def match(self, host: str, port: int, principal: str | None) -> Route | None:
         key = (host, port, principal)
         try:
             return self._answers[key]
@@ -110,9 +127,11 @@ def audience_for(token: TokenConfig, scheme: str, host: str) -> tuple[str, ...]:
     return kind_of(token).audience(token, scheme, host)
 
 
-def retarget(req: http.Request, cfg: Config, record: FlowRecord) -> Answer | None:
-    """Point the request at the host its upstream header names, if a route covers it;
-    else the 400/403 to answer."""
+def retarget(
+    req: http.Request, cfg: Config, record: FlowRecord, principal: str | None
+) -> Answer | None:
+    """Point the request at the host its upstream header names, if a route of this
+    client's (``principal``) covers it; else the 400/403 to answer."""
     name = cfg.upstream_header
     assert name is not None
     values = req.headers.get_all(name)
@@ -125,7 +144,7 @@ def retarget(req: http.Request, cfg: Config, record: FlowRecord) -> Answer | Non
     except ValueError as e:
         return Answer(400, f"bad {name}: {e}")
     port = port or (443 if cfg.upstream_scheme == "https" else 80)
-    if match(cfg.routes, host, port) is None:
+    if match(cfg.routes, host, port, principal) is None:  # a route of this client's
         return NO_ROUTE_FOR_HOST
     req.scheme = cfg.upstream_scheme
     req.host = host

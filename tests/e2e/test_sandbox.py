@@ -347,3 +347,27 @@ def test_two_principals_on_one_host_get_their_own_keys(
             gateway.port, gateway.ca_cert_path, "-U", "agent_c:pw", f"{agents.url}/who"
         )
         assert status == 200 and agents.last.header("Authorization") is None
+
+
+def test_a_principals_https_host_is_reached_through_connect_under_reject(
+    gateway_factory: GatewayFactory, certs: CertPaths
+) -> None:
+    """CONNECT is not decided for one principal: a host only agent_a's route covers opens
+    a tunnel under ``unmatched: reject``, agent_a's request in it gets its key, and
+    another client's request in it is answered 403 and reaches nothing."""
+    with Upstream(tls=server_tls_context(certs)) as agents:
+        route = {
+            "name": "agent_a",
+            "hosts": [f"localhost:{agents.port}"],
+            "principals": ["agent_a"],
+            "token": {"type": "static", "value": {"env": "SB_A"}},
+        }
+        cfg = json.dumps({"version": 1, "unmatched": "reject", "routes": [route]})
+        gateway = gateway_factory(cfg, env=ENV, extra_args=["--proxyauth", "any"])
+        url = f"https://localhost:{agents.port}/who"
+        status, _, _ = clients.curl(gateway.port, gateway.ca_cert_path, "-U", "agent_a:pw", url)
+        assert status == 200
+        assert fingerprint((agents.last.header("Authorization") or "")[7:]) == fingerprint(KEY_A)
+        agents.reset()
+        status, _, _ = clients.curl(gateway.port, gateway.ca_cert_path, "-U", "agent_c:pw", url)
+        assert status == 403 and agents.count == 0

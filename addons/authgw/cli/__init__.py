@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheme", choices=("https", "http"), default="https", help="request scheme (https)"
     )
     p.add_argument("--method", default="GET", help="request method, for ${method} and sigv4 (GET)")
+    p.add_argument(
+        "--principal",
+        metavar="NAME",
+        help="the proxyauth name the client acts as (routes' principals)",
+    )
     p.add_argument("--path", default="/", help="request path and query, for sigv4 (/)")
     p.add_argument("--body", default=None, help="request body, for sigv4 (empty)")
     p.add_argument(

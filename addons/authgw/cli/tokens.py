@@ -102,7 +102,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         error_class = f" ({cause.error_class})" if isinstance(cause, TokenUnavailable) else ""
         print(f"authgw: {args.config}: {e}{error_class}; mitmdump would not start", file=sys.stderr)
         return 1
-    route = routing.match(cfg.routes, host, port)
+    route = routing.match(cfg.routes, host, port, args.principal)
     if route is None:
         action = "answers 403" if cfg.unmatched == "reject" else "forwards it without a token"
         print(

@@ -83,20 +83,25 @@ def streams_before(chain: Iterable[Any], me: object) -> bool:
     for addon in traverse(list(chain)):
         if addon is me:
             return False
-        cls = type(addon)
-        if cls.__name__ == "Script" and cls.__module__ == "mitmproxy.addons.script":
+        if _is_script(addon):
             if me not in traverse([addon]):  # authgw's own script holds nothing else
                 return True
-        elif callable(getattr(addon, "responseheaders", None)) and not (
-            cls.__module__.startswith("mitmproxy.") or addon is me
-        ):
+            continue
+        own = type(addon).__module__.startswith("mitmproxy.")
+        if not own and callable(getattr(addon, "responseheaders", None)):
             return True
     return False
 
 
+def _is_script(addon: object) -> bool:
+    """mitmproxy's holder of one ``-s`` script (what it loads may change at any time)."""
+    cls = type(addon)
+    return cls.__name__ == "Script" and cls.__module__ == "mitmproxy.addons.script"
+
+
 def _may_change_requests(addon: Any, options: Any) -> bool:
     cls = type(addon)
-    if cls.__name__ == "Script" and cls.__module__ == "mitmproxy.addons.script":
+    if _is_script(addon):
         # A script after authgw, loaded or not: mitmproxy (re)loads scripts in a task of
         # their own and tells authgw nothing, so whatever its file holds later counts now.
         return True

@@ -37,9 +37,9 @@ from typing import Any
 
 from mitmproxy import http
 from mitmproxy.net import encoding
-from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw.flowstate import FlowState
+from authgw.httpsyntax import may_stream
 from authgw.steps import answer
 from authgw.tokens import TokenUnavailable, fingerprint
 
@@ -286,30 +286,14 @@ class Stream:
         return [out] if out else []
 
 
-def may_stream(flow: http.HTTPFlow, streaming: bool) -> bool:
-    """True if mitmproxy, with ``stream_large_bodies`` on, may begin to stream this
-    response after buffering some of it: a body whose size its headers do not give. It
-    would do so without a hook, so such a response is streamed through ``Stream`` from
-    its start."""
-    resp = flow.response
-    if not streaming or resp is None:
-        return False
-    if resp.http_version.startswith(("HTTP/2", "HTTP/3")):
-        return "content-length" not in resp.headers
-    try:
-        size = expected_http_body_size(flow.request, resp)
-    except ValueError:
-        return True
-    return size is None or size < 0
-
-
 def on_headers(flow: http.HTTPFlow, state: FlowState, *, streaming: bool) -> None:
     """``responseheaders`` of a routed flow: a response that is or may be streamed has its
     headers scrubbed now (they go out before ``response``) and its body wrapped."""
     resp, route = flow.response, state.route
     if resp is None or route is None or not route.scrub_responses:
         return
-    if resp.stream or may_stream(flow, streaming):
+    # mitmproxy would start streaming such a body without a hook: from its start here
+    if resp.stream or may_stream(flow.request, resp, streaming):
         secrets = secrets_of(state)
         try:
             wrapped = not secrets or stream(resp, secrets)

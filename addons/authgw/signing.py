@@ -19,9 +19,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from mitmproxy import http
-from mitmproxy.net.http.http1 import expected_http_body_size
 
 from authgw.flowstate import FlowState
+from authgw.httpsyntax import may_stream
 from authgw.redaction import Masked, redacted
 from authgw.sources.sigv4 import SIGV4_HEADERS, SigV4Signer, canonical_path, canonical_query
 from authgw.tokens import TokenUnavailable, fingerprint
@@ -68,23 +68,9 @@ def _ready(
             f"route {signer.route}: mitmproxy streams this request's body, which cannot "
             "be hashed before it is sent (payload: unsigned signs such requests)",
         )
-    if req.stream or (signer.config.payload == "unsigned" and may_stream(req, streaming)):
-        sign(signer, flow, state, body_known=False)  # now: the headers leave before `request`
-
-
-def may_stream(req: http.Request, streaming: bool) -> bool:
-    """True if, with ``stream_large_bodies`` on, mitmproxy may start streaming the body
-    once it has read some (and so send the headers before the ``request`` hooks): a body
-    whose size its headers do not give (chunked; HTTP/2 and 3 without Content-Length)."""
-    if not streaming:
-        return False
-    if req.http_version.startswith(("HTTP/2", "HTTP/3")):
-        return "content-length" not in req.headers
-    try:
-        size = expected_http_body_size(req)
-    except ValueError:
-        return True
-    return size is None or size < 0
+    if req.stream or (signer.config.payload == "unsigned" and may_stream(req, None, streaming)):
+        # now: the headers leave before the `request` hooks
+        sign(signer, flow, state, body_known=False)
 
 
 def unsigned_stream(flow: http.HTTPFlow, state: FlowState) -> None:

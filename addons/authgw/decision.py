@@ -24,7 +24,7 @@ from authgw.config import Route
 from authgw.flowstate import FlowState
 from authgw.headers import rewrite_headers
 from authgw.kinds import kind_of
-from authgw.leaks import LeakCheck, body_text, request_texts
+from authgw.leaks import LeakCheck, body_text, request_text
 from authgw.logs import WarnEveryMinute
 from authgw.metrics import Metrics
 from authgw.runtime import Runtime
@@ -70,7 +70,7 @@ class Decider:
         if isinstance(found, Answer):
             return found
         if rt.config.leak_check != "off":
-            leaked = self._leak(rt, flow, found, request_texts(flow.request))
+            leaked = self._leak(rt, flow, found, request_text(flow.request))
             if leaked is not None:
                 return leaked
         if found is None:
@@ -163,11 +163,11 @@ class Decider:
         return route
 
     def _leak(
-        self, rt: Runtime, flow: http.HTTPFlow, route: Route | None, texts: list[str]
+        self, rt: Runtime, flow: http.HTTPFlow, route: Route | None, text: str
     ) -> Answer | None:
         """403 ``credential_elsewhere`` if the request carries a credential its route (or
         none) does not own; under ``observe`` only the log line and the count."""
-        found = self.leaks.search(rt, texts, route.name if route else None)
+        found = self.leaks.search(rt, text, route.name if route else None)
         if found is None:
             return None
         owners = ",".join(sorted(found.owners))
@@ -222,7 +222,7 @@ class Decider:
         if flow.response is None and rt.config.leak_check != "off":
             try:
                 text = body_text(flow.request, rt.config.leak_check_body_bytes)
-                leaked = self._leak(rt, flow, route, [text]) if text else None
+                leaked = self._leak(rt, flow, route, text) if text else None
             except Exception as e:  # noqa: BLE001 - fail closed: an unchecked body stays
                 self.apply.failed(rt, flow, state, e)
                 leaked = None

@@ -24,7 +24,7 @@ import itertools
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -123,22 +123,19 @@ class LeakCheck:
         self._automaton = automaton if current else None
         self._needles = current
 
-    def search(self, rt: Runtime, texts: Iterable[str], route: str | None) -> Found | None:
-        """The first needle in ``texts`` that ``route`` (None: unrouted) does not own."""
+    def search(self, rt: Runtime, text: str, route: str | None) -> Found | None:
+        """The first needle in ``text`` that ``route`` (None: unrouted) does not own."""
         self._refresh(rt)
         automaton = self._automaton
         if automaton is None:
             return None
-        for text in texts:
-            if not text:
-                continue
-            for _, found in automaton.iter(text):
-                if route not in found.owners:
-                    return found  # type: ignore[no-any-return]
+        for _, found in automaton.iter(text):
+            if route not in found.owners:
+                return found  # type: ignore[no-any-return]
         return None
 
 
-def request_texts(req: http.Request) -> list[str]:
+def request_text(req: http.Request) -> str:
     """What a request's head carries, as one text (latin-1: byte for byte): header names
     and values, the URL and the host (or ``:authority``), and any Basic credential
     decoded. Every request passes here: one join, and a loop over the fields only when
@@ -151,7 +148,7 @@ def request_texts(req: http.Request) -> list[str]:
             decoded = _basic(bytes(value))
             if decoded:
                 blob += b"\n" + decoded
-    return [blob.decode("latin-1")]  # one pass: no needle holds a newline
+    return blob.decode("latin-1")  # one pass: no needle holds a newline
 
 
 def _basic(raw: bytes) -> bytes | None:
